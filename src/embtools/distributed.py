@@ -1,0 +1,68 @@
+"""Several processes, decided from the environment (`WORLD_SIZE`, `RANK`, `LOCAL_RANK`) as torchrun and
+accelerate set it. A command asked for `--num-processes N` relaunches itself under `accelerate launch`; a process
+that was already launched runs in place, so it cannot recurse. Only rank 0 writes stdout and artifacts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger("embtools")
+
+_LAUNCHED_ENV = "EMBTOOLS_LAUNCHED"  # set for children, so a relaunched command can never relaunch again
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_launched() -> bool:
+    """True inside a process started by torchrun / accelerate launch / deepspeed."""
+    return "LOCAL_RANK" in os.environ or _LAUNCHED_ENV in os.environ
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def init_process_group() -> None:
+    """Join the process group the launcher set up: NCCL on GPUs, gloo on CPUs."""
+    import torch
+    import torch.distributed as dist
+
+    if world_size() > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+        if not torch.cuda.is_available():
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """Every rank's `obj`, in rank order, on rank 0 (None elsewhere)."""
+    import torch.distributed as dist
+
+    if world_size() == 1:
+        return [obj]
+    gathered: list[Any] = [None] * world_size() if is_main_process() else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def launch_command(num_processes: int, module: str, args: Sequence[str], env: dict[str, str] | None = None) -> int:
+    """Run `python -m module args` in `num_processes` processes under accelerate launch; the child's exit code."""
+    # `--multi_gpu` is accelerate's torchrun launcher; on a CPU machine it starts gloo processes (`--cpu` would
+    # start one plain process, which then believes it is alone).
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu",
+                "-m", module, *args]
+    log.debug("launching: %s", " ".join(launcher))
+    child_env = {**os.environ, **(env or {}), _LAUNCHED_ENV: "1"}
+    return subprocess.call(launcher, env=child_env)

@@ -1,0 +1,51 @@
+"""Embedding records: vectors as JSON float lists or base64 of little-endian float32 (OpenAI's `base64` format)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+from embtools.errors import InputError
+from embtools.records import Record, require_id
+
+ENCODINGS = ("float", "base64")
+
+
+def encode_vector(vector: np.ndarray, encoding: str) -> Any:
+    """The JSON value for one vector: a float list (numpy array, serialized by orjson) or a base64 string."""
+    vector = np.asarray(vector, dtype=np.float32)
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector
+
+
+def decode_vector(value: Any) -> np.ndarray:
+    """A float32 vector from a record's `embedding`; InputError for anything that is not a finite vector."""
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError('field "embedding" is a string but not valid base64') from None
+        if len(raw) % 4:
+            raise InputError('field "embedding" base64 length is not a whole number of float32 values')
+        vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    elif isinstance(value, list):
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+            raise InputError('field "embedding" must be a list of numbers')
+        vector = np.asarray(value, dtype=np.float32)
+    else:
+        raise InputError('field "embedding" is missing' if value is None else
+                         f'field "embedding" must be a list of floats or a base64 string, got {type(value).__name__}')
+    if vector.size == 0:
+        raise InputError('field "embedding" is empty')
+    if not np.isfinite(vector).all():
+        raise InputError('field "embedding" contains NaN or infinity')
+    return vector
+
+
+def read_embedding(record: Record) -> tuple[str | int, np.ndarray]:
+    """(id, vector) of an embedding record."""
+    return require_id(record), decode_vector(record.get("embedding"))
