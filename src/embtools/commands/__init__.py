@@ -1,0 +1,1 @@
+"""One thin click module per command; the work lives in the library modules beside this package."""
