@@ -39,6 +39,12 @@ def _report(prog: str, message: str, code: int) -> None:
 class _EmbtoolsMain:
     """Mixin for click commands and groups: runs the command and turns every failure into one line and a code."""
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except BrokenPipeError:  # click would turn this into exit code 1
+            _quiet_broken_pipe()
+
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # noqa: D401
         prog = prog_name or self.name or os.path.basename(sys.argv[0])
         try:
@@ -84,10 +90,22 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> An
     return value
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the message (so redirections and test runners see it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _configure_logging() -> None:
     """embtools' own messages go to stderr as plain lines; other libraries keep their own settings."""
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

@@ -40,7 +40,7 @@ def parse_line(raw: bytes) -> Record:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        reason = "not valid UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc})"
+        reason = "not valid UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc.msg} at byte {exc.pos})"
         raise InputError(reason) from None
     if not isinstance(value, dict):
         raise InputError(f"expected a JSON object, got {type(value).__name__}")

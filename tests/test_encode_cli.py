@@ -1,0 +1,162 @@
+"""emb-encode driven through its real CLI: records, options, and the documented behaviour on bad input."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+
+import numpy as np
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from conftest import REPO, read_jsonl, write_jsonl
+from embtools.commands.encode import main as encode
+from embtools.embedding_codec import decode_vector
+from embtools.instructions import with_instruction
+
+MINILM = ["--model", "minilm-l6"]
+
+
+def run(args, input=None):
+    result = CliRunner().invoke(encode, [*MINILM, *args], input=input, catch_exceptions=False)
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+def vectors(stdout: bytes) -> np.ndarray:
+    return np.stack([decode_vector(r["embedding"]) for r in map(orjson.loads, stdout.splitlines())])
+
+
+def last_line(stderr: str) -> str:
+    return stderr.strip().splitlines()[-1]
+
+
+def test_one_embedding_per_text_in_input_order_with_unknown_fields_kept(text_file):
+    code, out, err = run([str(text_file)])
+    records = [orjson.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert [r["id"] for r in records] == [f"s{i}" for i in range(40)]
+    assert records[3]["meta"] == read_jsonl(text_file)[3]["meta"]
+    assert "text" not in records[0]
+    assert np.allclose(np.linalg.norm(vectors(out), axis=1), 1.0, atol=1e-5)
+    assert "40 embeddings (384-d, mean pooling, float32)" in err
+
+
+def test_stdin_and_file_give_the_same_output(text_file):
+    assert run([str(text_file)])[1] == run([], input=text_file.read_bytes())[1] == run(["-"], input=text_file.read_bytes())[1]
+
+
+def test_base64_is_little_endian_float32_of_the_same_vectors(text_file):
+    floats = vectors(run([str(text_file)])[1])
+    records = [orjson.loads(line) for line in run([str(text_file), "--encoding", "base64"])[1].splitlines()]
+    raw = np.frombuffer(base64.b64decode(records[0]["embedding"]), dtype="<f4")
+    assert np.array_equal(raw, floats[0])
+
+
+def test_instruction_flag_and_record_field_are_the_same_query(tmp_path, text_file):
+    instruction = "Retrieve semantically similar text."
+    with_flag = vectors(run([str(text_file), "--instruction", instruction])[1])
+    with_field = write_jsonl(tmp_path / "q.jsonl", [{**r, "instruction": instruction} for r in read_jsonl(text_file)])
+    assert np.allclose(with_flag, vectors(run([str(with_field)])[1]), atol=1e-6)
+    plain = vectors(run([str(text_file)])[1])
+    assert not np.allclose(with_flag, plain, atol=1e-3)
+    spelled_out = write_jsonl(tmp_path / "s.jsonl", [{"id": r["id"], "text": with_instruction(r["text"], instruction)}
+                                                     for r in read_jsonl(text_file)])
+    assert np.allclose(with_flag, vectors(run([str(spelled_out)])[1]), atol=1e-6)
+
+
+def test_query_template_is_e5s():
+    assert with_instruction("q", "Find it") == "Instruct: Find it\nQuery: q"
+    assert with_instruction("q", None) == "q"
+
+
+def test_title_is_joined_to_the_text_as_beir_does(tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", [{"id": 1, "title": "Aspirin", "text": "reduces fever."}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"id": 1, "text": "Aspirin reduces fever."}])
+    assert np.allclose(vectors(run([str(a)])[1]), vectors(run([str(b)])[1]), atol=1e-6)
+
+
+def test_no_normalize_keeps_raw_norms(text_file):
+    norms = np.linalg.norm(vectors(run([str(text_file), "--no-normalize"])[1]), axis=1)
+    assert not np.allclose(norms, 1.0, atol=1e-2)
+
+
+def test_output_file_is_written_whole(tmp_path, text_file):
+    target = tmp_path / "emb.jsonl"
+    code, out, _ = run([str(text_file), "-o", str(target)])
+    assert code == 0 and out == b"" and len(read_jsonl(target)) == 40
+
+
+@pytest.mark.parametrize("content, error", [
+    (b'{"id": 1, "text": "ok"}\n{"id": 2, "title": "t"}\n', 'emb-encode: error: line 2: field "text" is missing'),
+    (b'{"id": 1, "text": "ok"}\n{"id": 2, "text": "x"\n', "emb-encode: error: line 2: not valid JSON"),
+    (b'{"id": 1, "text": "caf\xe9"}\n', "emb-encode: error: line 1: not valid UTF-8"),
+    (b'{"text": "no id"}\n', 'emb-encode: error: line 1: field "id" is missing'),
+])
+def test_bad_input_is_one_line_exit_1_and_no_output_file(tmp_path, content, error):
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(content)
+    target = tmp_path / "out.jsonl"
+    code, _, err = run([str(source), "-o", str(target)])
+    assert code == 1
+    assert err.strip().startswith(error) and len(err.strip().splitlines()) == 1
+    assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+
+
+def test_empty_input_is_no_records_and_a_warning(tmp_path):
+    code, out, err = run([], input=b"")
+    assert code == 0 and out == b""
+    assert "warning: no input records" in err
+
+
+def test_skip_invalid_counts_and_rejects_with_reasons(tmp_path, text_file):
+    lines = text_file.read_bytes().splitlines()
+    source = tmp_path / "mixed.jsonl"
+    source.write_bytes(b"\n".join([lines[0], b'{"id": 9}', b"garbage", lines[1]]) + b"\n")
+    rejects = tmp_path / "rejects.jsonl"
+    code, out, err = run([str(source), "--rejects", str(rejects)])
+    assert code == 0 and len(out.splitlines()) == 2
+    assert "2 skipped" in err
+    assert [r["line"] for r in read_jsonl(rejects)] == [2, 3]
+
+
+def test_long_texts_are_truncated_and_counted(tmp_path, scifact_docs):
+    source = write_jsonl(tmp_path / "docs.jsonl", [{"id": d["_id"], "text": d["text"]} for d in scifact_docs[:5]])
+    code, out, err = run([str(source), "--max-length", "32"])
+    assert code == 0 and len(out.splitlines()) == 5
+    assert "5 texts truncated to 32 tokens" in err
+
+
+def test_usage_errors_exit_2_with_one_line():
+    code, _, err = run(["--pooling", "max"])
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("emb-encode: error: ")
+
+
+def test_unknown_model_is_a_one_line_runtime_error(text_file):
+    result = CliRunner().invoke(encode, ["--model", "no/such-model", str(text_file)])
+    assert result.exit_code == 1
+    assert last_line(result.stderr).startswith("emb-encode: error: model 'no/such-model' is not a folder")
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    result = CliRunner().invoke(encode, [*MINILM, "-v"], input=b"nope\n")
+    assert result.exit_code == 1 and "Traceback" in result.stderr
+
+
+def test_head_closes_the_pipe_quietly(text_file):
+    command = f"set -o pipefail; {REPO}/bin/emb-encode --model minilm-l6 {text_file} | head -1"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    assert b"Traceback" not in done.stderr and b"Broken pipe" not in done.stderr
+
+
+def test_console_script_and_bin_wrapper_agree(text_file):
+    script = REPO / ".venv" / "bin" / "emb-encode"
+    if not script.exists():
+        pytest.skip("console script not installed (make install)")
+    outs = [subprocess.run([str(exe), *MINILM, str(text_file)], capture_output=True, timeout=300).stdout
+            for exe in (script, REPO / "bin" / "emb-encode")]
+    assert outs[0] == outs[1] and len(outs[0].splitlines()) == 40
