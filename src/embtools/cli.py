@@ -74,6 +74,9 @@ class _EmbtoolsMain:
             _report(prog, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), EXIT_FAILURE)
         except MemoryError:
             _report(prog, "out of memory", EXIT_FAILURE)
+        except Exception as exc:  # a bug or a library failure: still one line, the traceback under -v
+            _report(prog, f"unexpected {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]} (run with -v for the traceback)",
+                    EXIT_FAILURE)
 
 
 class EmbtoolsCommand(_EmbtoolsMain, click.Command):
@@ -102,8 +105,20 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+def _deepspeed_to_stderr(record: logging.LogRecord) -> bool:
+    """DeepSpeed logs to stdout, which carries records only: re-route its messages to stderr (its CPU-fallback
+    notice only under -v) and keep them off its stdout handler."""
+    noise = "Setting accelerator to CPU" in record.getMessage()
+    if not noise or log.isEnabledFor(logging.DEBUG):
+        log.handle(record)
+    return False
+
+
 def _configure_logging() -> None:
     """embtools' own messages go to stderr as plain lines; other libraries keep their own settings."""
+    deepspeed_logger = logging.getLogger("DeepSpeed")
+    if _deepspeed_to_stderr not in deepspeed_logger.filters:
+        deepspeed_logger.addFilter(_deepspeed_to_stderr)
     if not log.handlers:
         handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

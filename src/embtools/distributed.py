@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -65,4 +66,27 @@ def launch_command(num_processes: int, module: str, args: Sequence[str], env: di
                 "-m", module, *args]
     log.debug("launching: %s", " ".join(launcher))
     child_env = {**os.environ, **(env or {}), _LAUNCHED_ENV: "1"}
-    return subprocess.call(launcher, env=child_env)
+    verbose = log.isEnabledFor(logging.DEBUG)
+    process = subprocess.Popen(launcher, env=child_env, stderr=None if verbose else subprocess.PIPE)
+    if not verbose:
+        forward_worker_stderr(process.stderr)
+    return process.wait()
+
+
+_TORCHRUN_LOG = re.compile(r"^[WEIF]\d{4} \d\d:\d\d:\d\d|torch\.distributed\.elastic")
+
+
+def forward_worker_stderr(stream) -> None:
+    """Pass the workers' stderr on, without torchrun's failure report (its log lines and the launcher's own
+    traceback, which only repeat that a worker failed) and without the same error line once per rank."""
+    errors_seen: set[str] = set()
+    in_report = False
+    for raw in stream:
+        line = raw.decode("utf-8", "replace")
+        in_report = in_report or line.startswith("Traceback (most recent call last)")
+        if in_report or _TORCHRUN_LOG.search(line) or line in errors_seen:
+            continue
+        if ": error: " in line:
+            errors_seen.add(line)
+        sys.stderr.write(line)
+        sys.stderr.flush()

@@ -100,8 +100,9 @@ def inspect_model(name: str) -> ModelSpec:
         raise EmbtoolsError(f"{config_dir} is not a Hugging Face model folder (no config.json)")
     spec.is_decoder = _is_decoder(_read_json(config_dir / "config.json"))
     spec.pooling = "last" if spec.is_decoder else "mean"
-    if (path / "modules.json").exists():
-        _sentence_transformers_settings(path, spec)
+    st_dir = path if (path / "modules.json").exists() else config_dir  # an adapter keeps its base's settings
+    if (st_dir / "modules.json").exists():
+        _sentence_transformers_settings(st_dir, spec)
     return spec
 
 
