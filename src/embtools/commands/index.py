@@ -1,0 +1,153 @@
+"""emb-index: embedding records in, a FAISS index folder out (the default subcommand); `add` appends, `search` finds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from embtools.cli import EmbtoolsGroup, common_options, info, input_options
+from embtools.records import RejectSink, read_records, record_output, write_records
+from embtools.vector_index import (ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH,
+                                   EmbeddingChecker, VectorIndex, add_to_index, build_index, checker_for_index,
+                                   search_records)
+
+_FILE = click.Path(allow_dash=True, dir_okay=False)
+
+
+class DefaultCommandGroup(EmbtoolsGroup):
+    """A group that runs `default_command` when the first argument names none of its subcommands (and is not --help),
+    so `emb-index -o DIR` means `emb-index build -o DIR`."""
+
+    default_command = "build"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@contextmanager
+def _reject_sink(skip_invalid: bool, rejects: str | None) -> Iterator[RejectSink | None]:
+    """The RejectSink of --skip-invalid / --rejects FILE, or None (stop at the first bad record)."""
+    if not (skip_invalid or rejects):
+        yield None
+        return
+    stream = open(rejects, "wb") if rejects else None
+    try:
+        yield RejectSink(stream)
+    finally:
+        if stream:
+            stream.close()
+
+
+def _skipped(sink: RejectSink | None) -> str:
+    if not (sink and sink.total):
+        return ""
+    return f"; {sink.total} skipped (" + ", ".join(f"{k}: {v}" for k, v in sink.counts.items()) + ")"
+
+
+def _index_options(func):
+    """FILE and --batch-size, for the subcommands that add vectors."""
+    func = click.option("--batch-size", type=click.IntRange(min=1), default=ADD_BATCH, show_default=True,
+                        help="Vectors normalized and added to the index at a time.")(func)
+    return click.argument("input_file", metavar="[FILE]", required=False, type=_FILE)(func)
+
+
+@click.group(cls=DefaultCommandGroup, name="emb-index")
+def main():
+    """Build, extend and search FAISS indexes of embedding records. Without a subcommand: `build`.
+
+    \b
+      emb-encode < docs.jsonl | emb-index -o docs.index
+      emb-encode --instruction "..." < queries.jsonl | emb-index search --index docs.index -k 10
+    """
+
+
+@main.command("build")
+@_index_options
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="The index folder to write (atomically: it appears only when complete).")
+@click.option("--factory", envvar="EMBTOOLS_FACTORY", default=DEFAULT_FACTORY, show_default=True,
+              help="A FAISS index factory string: Flat (exact), HNSW32, IVF4096,Flat, IVF4096,PQ64, SQ8 ... "
+                   "Env: EMBTOOLS_FACTORY.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder. Default: refuse.")
+@click.option("--model", default=None,
+              help="The model named in index.json. Default: the first record's meta.model, else none.")
+@click.option("--train-size", type=click.IntRange(min=1), default=DEFAULT_TRAIN_SIZE, envvar="EMBTOOLS_TRAIN_SIZE",
+              show_default=True, help="Vectors (the first N of the input) that train an IVF, PQ or SQ index. "
+                                      "Env: EMBTOOLS_TRAIN_SIZE.")
+@click.option("--gpu", is_flag=True, envvar="EMBTOOLS_GPU",
+              help="Build on the GPU with faiss-gpu (an error if it is not installed). Default: CPU.")
+@input_options
+@common_options
+def build(input_file, output_dir, factory, overwrite, model, train_size, gpu, batch_size, skip_invalid, rejects):
+    """Index embedding records (`id`, `embedding`: floats or base64) from FILE or stdin into the folder DIR.
+
+    Vectors are L2-normalized and scored by inner product (cosine similarity). DIR holds index.faiss,
+    ids.jsonl (ids in row order) and index.json (what was built).
+    """
+    started = time.perf_counter()
+    checker = EmbeddingChecker()
+    with _reject_sink(skip_invalid, rejects) as sink:
+        records = read_records(input_file, checker, rejects=sink)
+        meta = build_index(records, Path(output_dir), factory, overwrite=overwrite, model=model,
+                           train_size=train_size, gpu=gpu, checker=checker, batch_size=batch_size)
+    info(f"emb-index: {meta['count']} vectors ({meta['dim']}-d, {factory}) indexed into {output_dir} "
+         f"in {time.perf_counter() - started:.1f} s" + _skipped(sink))
+
+
+@main.command("add")
+@_index_options
+@click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False),
+              help="The index folder to extend (replaced atomically by the extended one).")
+@input_options
+@common_options
+def add(input_file, index_dir, batch_size, skip_invalid, rejects):
+    """Append embedding records from FILE or stdin to an existing index: same dimension, new ids only."""
+    started = time.perf_counter()
+    checker = checker_for_index(Path(index_dir))
+    with _reject_sink(skip_invalid, rejects) as sink:
+        records = read_records(input_file, checker, rejects=sink)
+        meta = add_to_index(records, Path(index_dir), checker=checker, batch_size=batch_size)
+    info(f"emb-index: {index_dir} now holds {meta['count']} vectors "
+         f"({time.perf_counter() - started:.1f} s)" + _skipped(sink))
+
+
+@main.command("search")
+@click.argument("input_file", metavar="[FILE]", required=False, type=_FILE)
+@click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="The index folder.")
+@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, envvar="EMBTOOLS_TOP_K",
+              show_default=True, help="Hits per query. Env: EMBTOOLS_TOP_K.")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None, envvar="EMBTOOLS_NPROBE",
+              help="IVF lists visited per query. Default: the index's, max(32, nlist/8) (at most nlist). Env: EMBTOOLS_NPROBE.")
+@click.option("--ef-search", type=click.IntRange(min=1), default=None, envvar="EMBTOOLS_EF_SEARCH",
+              help=f"HNSW candidate list size. Default: the index's, {DEFAULT_EF_SEARCH}. Env: EMBTOOLS_EF_SEARCH.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=SEARCH_BATCH, show_default=True,
+              help="Queries read and searched at a time.")
+@click.option("--mmap/--no-mmap", default=True, show_default=True,
+              help="Memory-map the index where FAISS allows it, instead of reading it into memory.")
+@click.option("--gpu", is_flag=True, envvar="EMBTOOLS_GPU", help="Search on the GPU with faiss-gpu. Default: CPU.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write to FILE (atomically). Default: stdout.")
+@input_options
+@common_options
+def search(input_file, index_dir, k, nprobe, ef_search, batch_size, mmap, gpu, output, skip_invalid, rejects):
+    """Search the index for query embedding records from FILE or stdin; write one hits record per query:
+    `id` (the query's), `hits`: [{"id", "score"}] best first, and the query's other fields but `embedding`."""
+    started = time.perf_counter()
+    index = VectorIndex.load(Path(index_dir), mmap=mmap, nprobe=nprobe, ef_search=ef_search, gpu=gpu)
+    checker = EmbeddingChecker(index.dim, unique=False)
+    with _reject_sink(skip_invalid, rejects) as sink:
+        records = read_records(input_file, checker, rejects=sink)
+        with record_output(output) as stream:
+            count = write_records(search_records(records, index, k, checker=checker, batch_size=batch_size),
+                                  stream)
+    info(f"emb-index: {count} queries searched in {time.perf_counter() - started:.1f} s" + _skipped(sink))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""emb-index: the library (build, add, load, search) and the CLI, on real-ish and real embeddings."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import numpy as np
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from conftest import DATA, REPO, read_jsonl, write_jsonl
+from embtools.commands.index import main as emb_index
+from embtools.errors import EmbtoolsError, InputError
+from embtools.vector_index import VectorIndex, add_to_index, build_index, search_records
+
+DIM = 24
+
+
+def clustered_vectors(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
+    """Vectors around 20 topic centres, like embeddings of a corpus (random vectors have no neighbourhoods)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, dim))
+    return (centres[rng.integers(0, 20, n)] + 0.5 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def records_of(vectors: np.ndarray, ids=None, encoding: str = "float") -> list[dict]:
+    ids = ids if ids is not None else [f"d{i}" if i % 3 else i for i in range(len(vectors))]
+    encode = (lambda v: base64.b64encode(v.astype("<f4").tobytes()).decode()) if encoding == "base64" \
+        else (lambda v: v.tolist())
+    return [{"id": i, "embedding": encode(v)} for i, v in zip(ids, vectors)]
+
+
+def run(args, input=None):
+    result = CliRunner().invoke(emb_index, args, input=input, catch_exceptions=False)
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+def hits_of(stdout: bytes) -> list[dict]:
+    return [orjson.loads(line) for line in stdout.splitlines()]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    vectors = clustered_vectors(500)
+    return vectors, write_jsonl(tmp_path / "corpus.jsonl", records_of(vectors))
+
+
+def test_flat_index_gives_exactly_brute_force_top_k(tmp_path, corpus):
+    vectors, path = corpus
+    build_index(read_jsonl(path), tmp_path / "ix")
+    queries = clustered_vectors(50, seed=1)
+    found = VectorIndex.load(tmp_path / "ix").search(queries, 10)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ unit.T
+    ids = [r["id"] for r in records_of(vectors)]
+    for row, hits in zip(scores, found):
+        best = np.argsort(-row)[:10]
+        assert [hit_id for hit_id, _ in hits] == [ids[i] for i in best]
+        assert np.allclose([score for _, score in hits], row[best], atol=1e-5)
+
+
+def test_cli_build_then_search_best_first_with_ids_kept_as_given(tmp_path, corpus):
+    vectors, path = corpus
+    code, out, err = run(["-o", str(tmp_path / "ix"), str(path)])
+    assert code == 0 and out == b""
+    assert "500 vectors (24-d, Flat)" in err
+    meta = orjson.loads((tmp_path / "ix" / "index.json").read_bytes())
+    assert (meta["dim"], meta["count"], meta["factory"], meta["metric"], meta["normalized"]) == \
+        (DIM, 500, "Flat", "inner_product", True)
+    code, out, _ = run(["search", "--index", str(tmp_path / "ix"), "-k", "5"], input=path.read_bytes())
+    results = hits_of(out)
+    assert code == 0 and len(results) == 500
+    assert results[0]["hits"][0] == {"id": 0, "score": pytest.approx(1.0, abs=1e-5)}
+    assert results[1]["id"] == "d1" and results[1]["hits"][0]["id"] == "d1"
+    assert all(len(r["hits"]) == 5 for r in results)
+    assert all(np.all(np.diff([h["score"] for h in r["hits"]]) <= 0) for r in results)
+
+
+def test_pipes_through_the_command_with_no_subcommand(tmp_path, corpus):
+    _, path = corpus
+    command = str(REPO / "bin" / "emb-index")
+    built = subprocess.run(f"cat {path} | {command} -o {tmp_path / 'ix'}", shell=True, capture_output=True)
+    assert built.returncode == 0, built.stderr
+    searched = subprocess.run(f"head -3 {path} | {command} search --index {tmp_path / 'ix'} -k 2 | head -1",
+                              shell=True, capture_output=True)
+    assert searched.returncode == 0 and searched.stderr.count(b"error") == 0
+    assert orjson.loads(searched.stdout)["hits"][0]["id"] == 0
+
+
+def test_build_subcommand_is_the_default(tmp_path, corpus):
+    _, path = corpus
+    run(["-o", str(tmp_path / "a"), str(path)])
+    run(["build", "-o", str(tmp_path / "b"), str(path)])
+    assert (tmp_path / "a" / "ids.jsonl").read_bytes() == (tmp_path / "b" / "ids.jsonl").read_bytes()
+    assert (tmp_path / "a" / "index.faiss").read_bytes() == (tmp_path / "b" / "index.faiss").read_bytes()
+
+
+def test_base64_and_float_inputs_give_the_same_index(tmp_path, corpus):
+    vectors, _ = corpus
+    build_index(records_of(vectors, encoding="float"), tmp_path / "f")
+    build_index(records_of(vectors, encoding="base64"), tmp_path / "b")
+    for name in ("index.faiss", "ids.jsonl"):
+        assert (tmp_path / "f" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_k_larger_than_the_index_returns_what_there_is(tmp_path):
+    build_index(records_of(clustered_vectors(3)), tmp_path / "ix")
+    hits = VectorIndex.load(tmp_path / "ix").search(clustered_vectors(1, seed=2), 10)
+    assert len(hits[0]) == 3
+
+
+def test_model_comes_from_flag_or_first_record_meta(tmp_path):
+    records = [{**r, "meta": {"model": "minilm-l6"}} for r in records_of(clustered_vectors(5))]
+    assert build_index([dict(r) for r in records], tmp_path / "a")["model"] == "minilm-l6"
+    assert build_index([dict(r) for r in records], tmp_path / "b", model="mine")["model"] == "mine"
+
+
+def test_add_appends_and_refuses_id_collisions(tmp_path, corpus):
+    vectors, path = corpus
+    run(["-o", str(tmp_path / "ix"), str(path)])
+    extra = write_jsonl(tmp_path / "extra.jsonl", records_of(clustered_vectors(20, seed=3), ids=[f"x{i}" for i in range(20)]))
+    assert run(["add", "--index", str(tmp_path / "ix"), str(extra)])[0] == 0
+    index = VectorIndex.load(tmp_path / "ix")
+    assert (index.ntotal, index.meta["count"], index.ids[-1]) == (520, 520, "x19")
+    assert index.search(clustered_vectors(20, seed=3)[:1], 1)[0][0][0] == "x0"
+    before = (tmp_path / "ix" / "ids.jsonl").read_bytes()
+    code, _, err = run(["add", "--index", str(tmp_path / "ix"), str(extra)])
+    assert code == 1 and err.strip() == 'emb-index: error: line 1: duplicate id "x0"'
+    assert (tmp_path / "ix" / "ids.jsonl").read_bytes() == before
+    with pytest.raises(InputError, match="dimension 24 expected, got 3"):
+        add_to_index([{"id": "y", "embedding": [1.0, 2.0, 3.0]}], tmp_path / "ix")
+
+
+def nan_base64() -> str:
+    return base64.b64encode(np.array([0.1, np.nan, 0.3], dtype="<f4").tobytes()).decode()
+
+
+BAD_INPUTS = {
+    "dimension": (b'{"id": "a", "embedding": [1, 2, 3]}\n{"id": "b", "embedding": [1, 2]}\n',
+                  'line 2: id "b": dimension 3 expected, got 2'),
+    "nan-base64": (b'{"id": "a", "embedding": "' + nan_base64().encode() + b'"}\n',
+                   'line 1: field "embedding" contains NaN or infinity'),
+    "nan-literal": (b'{"id": "a", "embedding": [1, NaN, 3]}\n', "line 1: not valid JSON"),
+    "duplicate": (b'{"id": 7, "embedding": [1, 2]}\n{"id": 7, "embedding": [2, 1]}\n', "line 2: duplicate id 7"),
+    "empty": (b"\n", "no embeddings to index"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_1_and_no_index(tmp_path, name):
+    data, message = BAD_INPUTS[name]
+    code, out, err = run(["-o", str(tmp_path / "ix")], input=data)
+    assert code == 1 and out == b""
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"emb-index: error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_skip_invalid_counts_and_keeps_the_rest(tmp_path):
+    data = BAD_INPUTS["dimension"][0] + b'{"id": "c", "embedding": [3, 2, 1]}\n'
+    code, _, err = run(["-o", str(tmp_path / "ix"), "--skip-invalid"], input=data)
+    assert code == 0 and "2 vectors" in err and "1 skipped" in err
+    assert VectorIndex.load(tmp_path / "ix").ids == ["a", "c"]
+
+
+def test_existing_folder_needs_overwrite_and_is_left_untouched(tmp_path, corpus):
+    _, path = corpus
+    (tmp_path / "ix").mkdir()
+    (tmp_path / "ix" / "mine.txt").write_text("keep")
+    code, _, err = run(["-o", str(tmp_path / "ix"), str(path)])
+    assert code == 1 and "exists; pass --overwrite" in err
+    assert [p.name for p in (tmp_path / "ix").iterdir()] == ["mine.txt"]
+    assert run(["-o", str(tmp_path / "ix"), "--overwrite", str(path)])[0] == 0
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == ["ids.jsonl", "index.faiss", "index.json"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"{not json", "is corrupt (not valid JSON)"),
+    (b'{"format": "embtools-index", "format_version": 99, "dim": 3, "count": 1}', "format version 99"),
+    (None, "index.json is missing"),
+])
+def test_a_broken_index_folder_is_refused_in_one_line(tmp_path, corpus, content, message):
+    _, path = corpus
+    run(["-o", str(tmp_path / "ix"), str(path)])
+    meta = tmp_path / "ix" / "index.json"
+    meta.write_bytes(content) if content is not None else meta.unlink()
+    code, out, err = run(["search", "--index", str(tmp_path / "ix"), str(path)])
+    assert code == 1 and out == b"" and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_an_interrupted_build_leaves_no_folder_and_no_temporary(tmp_path):
+    def failing_stream():
+        yield from records_of(clustered_vectors(10_000))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(failing_stream(), tmp_path / "ix", batch_size=1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_few_points_for_ivf_is_said_in_one_line_or_fails_clearly(tmp_path, caplog):
+    records = records_of(clustered_vectors(200))
+    build_index([dict(r) for r in records], tmp_path / "ok", "IVF16,Flat")
+    assert "training 16 IVF lists on 200 vectors (faiss wants 624)" in caplog.text
+    with pytest.raises(EmbtoolsError, match="200 vectors cannot train 256 IVF lists"):
+        build_index([dict(r) for r in records], tmp_path / "no", "IVF256,Flat")
+    assert not (tmp_path / "no").exists()
+
+
+def test_nprobe_and_ef_search_reach_faiss(tmp_path, corpus):
+    vectors, _ = corpus
+    build_index(records_of(vectors), tmp_path / "ivf", "IVF8,Flat")
+    assert VectorIndex.load(tmp_path / "ivf").meta["search_defaults"] == {"nprobe": 8}  # all 8 lists: small index
+    assert VectorIndex.load(tmp_path / "ivf", nprobe=2).index.nprobe == 2
+    build_index(records_of(vectors), tmp_path / "hnsw", "HNSW16")
+    assert VectorIndex.load(tmp_path / "hnsw", ef_search=99).index.hnsw.efSearch == 99
+    with pytest.raises(EmbtoolsError, match="nprobe does not apply"):
+        VectorIndex.load(tmp_path / "hnsw", nprobe=4)
+
+
+def test_search_records_streams_hits_records(tmp_path, corpus):
+    vectors, _ = corpus
+    build_index(records_of(vectors), tmp_path / "ix")
+    queries = [{**r, "meta": {"q": 1}} for r in records_of(vectors[:7], ids=list(range(7)))]
+    results = list(search_records(queries, VectorIndex.load(tmp_path / "ix"), 3, batch_size=2))
+    assert [r["id"] for r in results] == list(range(7))
+    assert results[0] == {"id": 0, "hits": results[0]["hits"], "meta": {"q": 1}} and len(results[0]["hits"]) == 3
+
+
+def recall_at_k(approx: list[list[tuple]], exact: list[list[tuple]]) -> float:
+    return float(np.mean([len({i for i, _ in a} & {i for i, _ in e}) / len(e) for a, e in zip(approx, exact)]))
+
+
+@pytest.mark.slow
+def test_approximate_indexes_reach_recall_095_at_their_defaults(tmp_path, minilm, scifact_docs):
+    docs = scifact_docs[:2000]
+    vectors = minilm.encode([f"{d['title']} {d['text'][:600]}" for d in docs])  # abstracts' openings: faster
+    queries = minilm.encode([q["text"] for q in read_jsonl(DATA / "scifact" / "queries.jsonl")[:300]])
+    records = records_of(vectors, ids=[d["_id"] for d in docs])
+    exact = None
+    for factory in ("Flat", "HNSW32", "IVF50,Flat"):  # 50 lists: the most 2,000 points train without a warning
+        build_index([dict(r) for r in records], tmp_path / factory, factory)
+        found = VectorIndex.load(tmp_path / factory).search(queries, 10)
+        exact = exact or found
+        recall = recall_at_k(found, exact)
+        print(f"{factory}: recall@10 {recall:.3f}")
+        assert recall >= 0.95, factory
