@@ -11,7 +11,7 @@ STAMP := $(VENV)/.embtools-installed
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo bench docs clean
 
 install: $(STAMP)
 
@@ -34,6 +34,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/encode.py
+	$(PY) bench/index.py
+	test ! -f bench/eval.py || $(PY) bench/eval.py
+
+docs: $(STAMP)
+	$(PY) -m embtools.help_docs > docs/commands.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

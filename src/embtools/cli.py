@@ -47,6 +47,7 @@ class _EmbtoolsMain:
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # noqa: D401
         prog = prog_name or self.name or os.path.basename(sys.argv[0])
+        log.setLevel(logging.INFO)  # -v / -q of an earlier in-process run (tests, scripts) must not leak into this one
         try:
             rv = super().main(args=args, prog_name=prog, standalone_mode=False, **extra)  # type: ignore[misc]
             if isinstance(rv, int) and rv:

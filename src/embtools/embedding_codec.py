@@ -33,9 +33,7 @@ def decode_vector(value: Any) -> np.ndarray:
             raise InputError('field "embedding" base64 length is not a whole number of float32 values')
         vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     elif isinstance(value, list):
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
-            raise InputError('field "embedding" must be a list of numbers')
-        vector = np.asarray(value, dtype=np.float32)
+        vector = _numbers(value)
     else:
         raise InputError('field "embedding" is missing' if value is None else
                          f'field "embedding" must be a list of floats or a base64 string, got {type(value).__name__}')
@@ -44,6 +42,17 @@ def decode_vector(value: Any) -> np.ndarray:
     if not np.isfinite(vector).all():
         raise InputError('field "embedding" contains NaN or infinity')
     return vector
+
+
+def _numbers(values: list) -> np.ndarray:
+    """A float32 vector from a JSON list, checked in C: numpy infers an int or float dtype only for numbers."""
+    try:
+        array = np.asarray(values)
+    except ValueError:  # ragged nesting
+        array = np.asarray([None])
+    if array.ndim != 1 or array.dtype.kind not in "if":
+        raise InputError('field "embedding" must be a flat list of numbers')
+    return array.astype(np.float32)
 
 
 def read_embedding(record: Record) -> tuple[str | int, np.ndarray]:
