@@ -12,6 +12,21 @@ TASK_INSTRUCTIONS = {
 }
 
 
+# Task names for DATA paths, by lower-cased folder or file stem (`../shared/data/scifact` -> SciFact).
+TASK_NAMES_BY_PATH = {
+    "scifact": "SciFact",
+    "stsbenchmark": "STSBenchmark",
+    "sts-benchmark": "STSBenchmark",
+    "stsb": "STSBenchmark",
+}
+
+
+def model_takes_instructions(is_decoder: bool, prompts: dict[str, str] | None) -> bool:
+    """Whether a model was trained to read E5 instructions: decoders embedded the E5 way, and sentence-transformers
+    folders that declare prompts. Plain encoders such as all-MiniLM-L6-v2 read their texts as they are."""
+    return is_decoder or bool(prompts)
+
+
 def with_instruction(text: str, instruction: str | None) -> str:
     """`Instruct: {instruction}\\nQuery: {text}` for a query with an instruction; the text itself otherwise."""
     if not instruction:

@@ -1,0 +1,90 @@
+"""emb-eval: evaluate an embedding model on STS files, BEIR folders, classification folders or mteb tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from embtools.cached_encoder import CachedEncoder
+from embtools.cli import EmbtoolsCommand, common_options, info
+from embtools.embedding_cache import EmbeddingCache
+from embtools.encoder import DTYPES, EncodeSettings
+from embtools.eval_data import detect
+from embtools.eval_results import metric_records, result_path, task_result, write_model_meta, write_task_result
+from embtools.eval_run import EvalOptions, EvalOutcome, evaluate_source
+from embtools.model_loading import POOLINGS
+from embtools.records import record_output, write_records
+
+
+@click.command(cls=EmbtoolsCommand, name="emb-eval")
+@click.argument("data", nargs=-1, required=True)
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+              help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id.")
+@click.option("--instruction", default=None,
+              help="E5 instruction for every DATA (queries only for retrieval; every text otherwise). "
+                   "Default: the known instruction of the task, for models trained with instructions.")
+@click.option("--no-instruction", is_flag=True, help="Plain texts, no instruction (the default for encoders "
+                                                     "without prompts, such as minilm-l6).")
+@click.option("--split", default="test", show_default=True, help="qrels/SPLIT.tsv, SPLIT.jsonl, or the mteb split.")
+@click.option("--max-corpus", type=click.IntRange(min=1), default=None,
+              help="Retrieval on N documents: every judged one and a seeded sample of the rest. Default: all.")
+@click.option("--max-queries", type=click.IntRange(min=1), default=None,
+              help="Retrieval with a seeded sample of N queries. Default: all judged queries.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the --max-corpus/--max-queries samples.")
+@click.option("--ignore-identical-ids", is_flag=True,
+              help="Never count a document with the query's own id as a hit (mteb's option; e.g. ArguAna).")
+@click.option("--output-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write mteb result files: DIR/<model>/<revision>/<Task>.json.")
+@click.option("--no-cache", is_flag=True, help="Encode everything afresh; neither read nor write the embedding "
+                                              "cache (EMBTOOLS_HOME/cache/embeddings.sqlite).")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=None, help="Default: the model's.")
+@click.option("--max-length", type=click.IntRange(min=2), default=512, show_default=True,
+              help="Tokens per text (E5 evaluates the first 512).")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
+              help="auto: bfloat16 for decoders where the hardware supports it, float32 otherwise.")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
+              help="Token budget of one batch (count x longest text).")
+@common_options
+def main(data, model, instruction, no_instruction, split, max_corpus, max_queries, seed, ignore_identical_ids,
+         output_folder, no_cache, pooling, max_length, dtype, batch_tokens):
+    """Evaluate MODEL on each DATA; write metric records (task, split, metric, value, main, model) to stdout.
+
+    DATA is an STS file (JSONL: sentence1, sentence2, score), a BEIR folder (corpus.jsonl, queries.jsonl,
+    qrels/SPLIT.tsv), a classification folder (train.jsonl, SPLIT.jsonl: text, label) or mteb:TaskName.
+    """
+    if instruction and no_instruction:
+        raise click.UsageError("--instruction and --no-instruction exclude each other")
+    sources = [detect(argument) for argument in data]  # a bad path fails before the model loads
+    settings = EncodeSettings(pooling=pooling, max_length=max_length, dtype=dtype, max_tokens=batch_tokens)
+    encoder = CachedEncoder(model, settings, cache=None if no_cache else EmbeddingCache())
+    options = EvalOptions(instruction, False if no_instruction else None, split, max_corpus, max_queries, seed,
+                          ignore_identical_ids)
+    with record_output(None) as stream:
+        for source in sources:
+            outcome = evaluate_source(source, encoder, options)
+            write_records(metric_records(outcome.task, outcome.split, outcome.scores, outcome.main_metric, model),
+                          stream)
+            stream.flush()
+            _report(outcome, encoder)
+            if output_folder:
+                _save(outcome, encoder, output_folder)
+
+
+def _report(outcome: EvalOutcome, encoder: CachedEncoder) -> None:
+    info(f"emb-eval: {outcome.task} {outcome.split}: {outcome.main_metric} {outcome.scores['main_score']:.4f} "
+         f"in {outcome.seconds:.1f} s ({encoder.encoded} texts encoded, {encoder.reused} from cache so far)")
+
+
+def _save(outcome: EvalOutcome, encoder: CachedEncoder, folder: Path) -> None:
+    from embtools.mteb_bridge import model_meta
+
+    meta = model_meta(encoder)
+    result = task_result(outcome.metadata, outcome.split, outcome.scores, outcome.seconds)
+    target = write_task_result(result, result_path(folder, meta.name, meta.revision, outcome.task))
+    write_model_meta(meta, target.parent)
+    info(f"emb-eval: wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
