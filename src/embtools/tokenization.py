@@ -47,7 +47,7 @@ def token_framing(tokenizer: Any, max_length: int, append_eos: bool) -> TokenFra
 
 def frame_texts(tokenizer: Any, texts: list[str], framing: TokenFraming) -> tuple[list[list[int]], int]:
     """Token ids for each text, truncated to fit; returns (ids, how many texts were truncated)."""
-    contents = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    contents = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]  # we truncate below
     truncated = sum(1 for ids in contents if len(ids) > framing.content_limit)
     framed = [framing.prefix + list(ids[:framing.content_limit]) + framing.suffix for ids in contents]
     return framed, truncated
