@@ -34,6 +34,8 @@ def decode_vector(value: Any) -> np.ndarray:
         vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     elif isinstance(value, list):
         vector = _numbers(value)
+    elif isinstance(value, np.ndarray):  # records built in-process (emb-eval) skip the JSON round trip
+        vector = _numbers(value)
     else:
         raise InputError('field "embedding" is missing' if value is None else
                          f'field "embedding" must be a list of floats or a base64 string, got {type(value).__name__}')
@@ -44,7 +46,7 @@ def decode_vector(value: Any) -> np.ndarray:
     return vector
 
 
-def _numbers(values: list) -> np.ndarray:
+def _numbers(values: list | np.ndarray) -> np.ndarray:
     """A float32 vector from a JSON list, checked in C: numpy infers an int or float dtype only for numbers."""
     try:
         array = np.asarray(values)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from embtools.cached_encoder import CachedEncoder
-from embtools.embedding_codec import encode_vector
 from embtools.eval_data import RetrievalData
 from embtools.instructions import with_instruction
 
@@ -31,15 +30,12 @@ def k_values() -> tuple[int, ...]:
 
 
 def corpus_records(corpus: dict[str, str], encoder: CachedEncoder, chunk_size: int = 4096) -> Iterator[dict]:
-    """Embedding records ({"id", "embedding"}) of the corpus, L2-normalized, encoded chunk by chunk.
-
-    The vectors travel as base64 float32, the exact and cheapest form build_index reads.
-    """
+    """Embedding records ({"id", "embedding"}: a float32 array) of the corpus, L2-normalized, chunk by chunk."""
     ids = list(corpus)
     for start in range(0, len(ids), chunk_size):
         chunk = ids[start:start + chunk_size]
         vectors = encoder.embed([corpus[i] for i in chunk], normalize=True)
-        yield from ({"id": doc_id, "embedding": encode_vector(vector, "base64")}
+        yield from ({"id": doc_id, "embedding": vector}
                     for doc_id, vector in zip(chunk, vectors))
 
 
