@@ -23,10 +23,11 @@ for i, line in enumerate(open(sys.argv[1])):
     for side in ("sentence1", "sentence2"):
         print(json.dumps({"id": f"{i}-{side[-1]}", "text": pair[side]}))' "$DATA/stsbenchmark/dev.jsonl"; }
 beir() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
+import itertools, json, sys
+limit = int(sys.argv[2]) if len(sys.argv) > 2 else None
+for line in itertools.islice(open(sys.argv[1]), limit):
     r = json.loads(line)
-    print(json.dumps({"id": r["_id"], "title": r.get("title") or None, "text": r["text"]}))' "$1"; }
+    print(json.dumps({"id": r["_id"], "title": r.get("title") or None, "text": r["text"]}))' "$@"; }
 
 stage "emb-encode: 3,000 STS Benchmark dev sentences"
 sts_texts > "$OUT/sts-dev.texts.jsonl"
@@ -35,7 +36,7 @@ timed emb-encode -m minilm-l6 "$OUT/sts-dev.texts.jsonl" -o "$OUT/sts-dev.minilm
 stage "emb-index: the SciFact corpus (5,183 abstracts, minilm-l6), searched with 3 test claims"
 beir "$DATA/scifact/corpus.jsonl" | timed emb-encode -m minilm-l6 -o "$OUT/scifact.minilm.emb.jsonl"
 timed emb-index -o "$OUT/scifact.minilm.index" --overwrite "$OUT/scifact.minilm.emb.jsonl"
-beir "$DATA/scifact/queries.jsonl" | head -3 | emb-encode -q -m minilm-l6 --instruction "$SCIFACT_INSTRUCTION" \
+beir "$DATA/scifact/queries.jsonl" 3 | emb-encode -q -m minilm-l6 --instruction "$SCIFACT_INSTRUCTION" \
   | emb-index search --index "$OUT/scifact.minilm.index" -k 3 | tee "$OUT/search.hits.jsonl" | cut -c1-160
 
 stage "emb-eval: minilm-l6 on STS Benchmark dev and SciFact (test queries, ${MAX_CORPUS}-document slice)"
