@@ -33,3 +33,15 @@ def test_bad_input_under_two_processes_fails_with_one_line(tmp_path):
     assert done.returncode != 0
     assert b'line 2: field "text" is missing' in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_started_by_torchrun_it_runs_in_place_and_rank_0_writes(tmp_path, sts_dev):
+    import sys
+
+    records = [{"id": i, "text": p["sentence1"]} for i, p in enumerate(sts_dev[:40])]
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "-m", "embtools.commands.encode", "--model", "minilm-l6", "--chunk-size", "8", str(source)],
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [__import__("orjson").loads(x)["id"] for x in done.stdout.splitlines()] == list(range(40))
