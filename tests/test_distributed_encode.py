@@ -6,7 +6,7 @@ import subprocess
 
 import numpy as np
 
-from conftest import REPO, read_jsonl, write_jsonl
+from conftest import REPO, write_jsonl
 
 
 def test_two_processes_match_one_in_order_from_stdin(tmp_path, sts_dev):

@@ -67,6 +67,27 @@ class RejectSink:
         return sum(self.counts.values())
 
 
+@contextmanager
+def reject_sink(skip_invalid: bool, rejects: str | Path | None) -> Iterator[RejectSink | None]:
+    """The RejectSink of `--skip-invalid` / `--rejects FILE`, or None (stop at the first bad record)."""
+    if not (skip_invalid or rejects):
+        yield None
+        return
+    stream = open(rejects, "wb") if rejects else None
+    try:
+        yield RejectSink(stream)
+    finally:
+        if stream:
+            stream.close()
+
+
+def skipped_summary(sink: RejectSink | None) -> str:
+    """`; N skipped (reason: count, ...)` for a summary line, or nothing when nothing was skipped."""
+    if not (sink and sink.total):
+        return ""
+    return f"; {sink.total} skipped (" + ", ".join(f"{k}: {v}" for k, v in sink.counts.items()) + ")"
+
+
 def read_records(
     source: str | Path | None,
     validate: Validator | None = None,

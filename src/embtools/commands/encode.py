@@ -17,7 +17,8 @@ from embtools.embedding_stream import embed_records, validate_text_record
 from embtools.encoder import DTYPES, EncodeSettings, Encoder
 from embtools.errors import EmbtoolsError
 from embtools.model_loading import POOLINGS
-from embtools.records import RejectSink, open_input, read_records, record_output, write_records
+from embtools.records import (RejectSink, open_input, read_records, record_output, reject_sink, skipped_summary,
+                              write_records)
 
 _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 
@@ -68,16 +69,15 @@ def main(input_file, model, instruction, pooling, max_length, encoding, normaliz
                               max_tokens=batch_tokens, trust_remote_code=trust_remote_code)
     started = time.perf_counter()
     encoder = Encoder(model, settings)
-    sink = RejectSink(open(rejects, "wb") if rejects and is_main_process() else None) \
-        if (skip_invalid or rejects) else None
-    records = read_records(source, validate_text_record, rejects=sink)
-    embedded = embed_records(records, encoder, instruction, encoding, chunk_size)
-    if not is_main_process():
-        for _ in embedded:  # rank 0 gathers and writes; the others only encode their share
-            pass
-        return
-    with record_output(output) as stream:
-        count = write_records(embedded, stream)
+    with reject_sink(skip_invalid, rejects if is_main_process() else None) as sink:
+        embedded = embed_records(read_records(source, validate_text_record, rejects=sink), encoder, instruction,
+                                 encoding, chunk_size)
+        if not is_main_process():
+            for _ in embedded:  # rank 0 gathers and writes; the others only encode their share
+                pass
+            return
+        with record_output(output) as stream:
+            count = write_records(embedded, stream)
     _summarize(count, encoder, sink, time.perf_counter() - started)
 
 
@@ -88,11 +88,7 @@ def _summarize(count: int, encoder: Encoder, sink: RejectSink | None, seconds: f
              f"in {seconds:.1f} s"]
     if encoder.truncated:
         parts.append(f"{encoder.truncated} texts truncated to {encoder.max_length} tokens")
-    if sink and sink.total:
-        parts.append(f"{sink.total} skipped (" + ", ".join(f"{k}: {v}" for k, v in sink.counts.items()) + ")")
-    info("; ".join(parts))
-    if sink and sink.stream:
-        sink.stream.close()
+    info("; ".join(parts) + skipped_summary(sink))
 
 
 def _relaunch(num_processes: int, input_file: str | None) -> int:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from embtools.cli import EmbtoolsGroup, common_options, info, input_options
-from embtools.records import RejectSink, read_records, record_output, write_records
+from embtools.records import read_records, record_output, reject_sink, skipped_summary, write_records
 from embtools.vector_index import (ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH,
                                    EmbeddingChecker, VectorIndex, add_to_index, build_index, checker_for_index,
                                    search_records)
@@ -28,26 +26,6 @@ class DefaultCommandGroup(EmbtoolsGroup):
         if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
-
-
-@contextmanager
-def _reject_sink(skip_invalid: bool, rejects: str | None) -> Iterator[RejectSink | None]:
-    """The RejectSink of --skip-invalid / --rejects FILE, or None (stop at the first bad record)."""
-    if not (skip_invalid or rejects):
-        yield None
-        return
-    stream = open(rejects, "wb") if rejects else None
-    try:
-        yield RejectSink(stream)
-    finally:
-        if stream:
-            stream.close()
-
-
-def _skipped(sink: RejectSink | None) -> str:
-    if not (sink and sink.total):
-        return ""
-    return f"; {sink.total} skipped (" + ", ".join(f"{k}: {v}" for k, v in sink.counts.items()) + ")"
 
 
 def _index_options(func):
@@ -92,12 +70,12 @@ def build(input_file, output_dir, factory, overwrite, model, train_size, gpu, ba
     """
     started = time.perf_counter()
     checker = EmbeddingChecker()
-    with _reject_sink(skip_invalid, rejects) as sink:
+    with reject_sink(skip_invalid, rejects) as sink:
         records = read_records(input_file, checker, rejects=sink)
         meta = build_index(records, Path(output_dir), factory, overwrite=overwrite, model=model,
                            train_size=train_size, gpu=gpu, checker=checker, batch_size=batch_size)
     info(f"emb-index: {meta['count']} vectors ({meta['dim']}-d, {factory}) indexed into {output_dir} "
-         f"in {time.perf_counter() - started:.1f} s" + _skipped(sink))
+         f"in {time.perf_counter() - started:.1f} s" + skipped_summary(sink))
 
 
 @main.command("add")
@@ -110,11 +88,11 @@ def add(input_file, index_dir, batch_size, skip_invalid, rejects):
     """Append embedding records from FILE or stdin to an existing index: same dimension, new ids only."""
     started = time.perf_counter()
     checker = checker_for_index(Path(index_dir))
-    with _reject_sink(skip_invalid, rejects) as sink:
+    with reject_sink(skip_invalid, rejects) as sink:
         records = read_records(input_file, checker, rejects=sink)
         meta = add_to_index(records, Path(index_dir), checker=checker, batch_size=batch_size)
     info(f"emb-index: {index_dir} now holds {meta['count']} vectors "
-         f"({time.perf_counter() - started:.1f} s)" + _skipped(sink))
+         f"({time.perf_counter() - started:.1f} s)" + skipped_summary(sink))
 
 
 @main.command("search")
@@ -141,12 +119,12 @@ def search(input_file, index_dir, k, nprobe, ef_search, batch_size, mmap, gpu, o
     started = time.perf_counter()
     index = VectorIndex.load(Path(index_dir), mmap=mmap, nprobe=nprobe, ef_search=ef_search, gpu=gpu)
     checker = EmbeddingChecker(index.dim, unique=False)
-    with _reject_sink(skip_invalid, rejects) as sink:
+    with reject_sink(skip_invalid, rejects) as sink:
         records = read_records(input_file, checker, rejects=sink)
         with record_output(output) as stream:
             count = write_records(search_records(records, index, k, checker=checker, batch_size=batch_size),
                                   stream)
-    info(f"emb-index: {count} queries searched in {time.perf_counter() - started:.1f} s" + _skipped(sink))
+    info(f"emb-index: {count} queries searched in {time.perf_counter() - started:.1f} s" + skipped_summary(sink))
 
 
 if __name__ == "__main__":
