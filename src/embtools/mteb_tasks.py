@@ -25,23 +25,29 @@ def local_metadata(name: str, task_type: str, main_score: str, split: str, revis
         annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
 
 
+def _preloaded(base: type, metadata, dataset) -> Any:
+    """An instance of an mteb task class whose data is `dataset`, already in memory (load_data does nothing)."""
+
+    class LocalTask(base):
+        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+            self.data_loaded = True
+
+    LocalTask.metadata = metadata
+    task = LocalTask()
+    task.dataset = dataset
+    task.data_loaded = True
+    return task
+
+
 def classification_task(data: ClassificationData, metadata, split: str):
     """An mteb AbsTaskClassification over train/test texts and labels, its data already loaded."""
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.classification import AbsTaskClassification
 
-    class LocalClassification(AbsTaskClassification):
-        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
-            self.data_loaded = True
-
-    LocalClassification.metadata = metadata
-    task = LocalClassification()
-    task.dataset = DatasetDict({
+    return _preloaded(AbsTaskClassification, metadata, DatasetDict({
         "train": Dataset.from_dict({"text": data.train_texts, "label": data.train_labels}),
         split: Dataset.from_dict({"text": data.test_texts, "label": data.test_labels}),
-    })
-    task.data_loaded = True
-    return task
+    }))
 
 
 def retrieval_task(data: RetrievalData, metadata, split: str):
@@ -49,18 +55,10 @@ def retrieval_task(data: RetrievalData, metadata, split: str):
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
 
-    class LocalRetrieval(AbsTaskRetrieval):
-        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
-            self.data_loaded = True
-
-    LocalRetrieval.metadata = metadata
-    task = LocalRetrieval()
-    task.dataset = {"default": {split: {
+    return _preloaded(AbsTaskRetrieval, metadata, {"default": {split: {
         "corpus": Dataset.from_list([{"id": i, "text": t} for i, t in data.corpus.items()]),
         "queries": Dataset.from_list([{"id": i, "text": t} for i, t in data.queries.items()]),
-        "relevant_docs": data.qrels, "top_ranked": None}}}
-    task.data_loaded = True
-    return task
+        "relevant_docs": data.qrels, "top_ranked": None}}})
 
 
 def run_task(task, model, split: str) -> dict[str, Any]:
