@@ -35,6 +35,7 @@ class EvalOptions:
     max_queries: int | None = None
     seed: int = 42
     ignore_identical_ids: bool = False
+    max_pairs: int | None = None
 
 
 @dataclass
@@ -87,10 +88,13 @@ def evaluate_source(source: DataSource, encoder: CachedEncoder, options: EvalOpt
 
 
 def _sts(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
+    from embtools.retrieval_slice import limit_pairs
     from embtools.sts_eval import MAIN_SCORE, evaluate_sts
 
-    scores = evaluate_sts(load_sts(source.path), encoder, instruction_for(source.name, encoder, options))
-    return _local(source, source.name, "STS", MAIN_SCORE, split_of_file(source.path), scores)
+    data, note = limit_pairs(load_sts(source.path), options.max_pairs, options.seed)
+    scores = evaluate_sts(data, encoder, instruction_for(source.name, encoder, options))
+    name = f"{source.name}[{note}]" if note else source.name
+    return _local(source, name, "STS", MAIN_SCORE, split_of_file(source.path), scores)
 
 
 def _retrieval(source: DataSource, encoder: CachedEncoder, options: EvalOptions):

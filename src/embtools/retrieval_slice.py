@@ -1,7 +1,9 @@
-"""Smaller retrieval evaluations that stay honest: a seeded sample of the queries, and a corpus of exactly N
-documents that keeps every document judged for an evaluated query plus a seeded sample of the others.
+"""Smaller evaluations that stay honest: a seeded sample of the queries, a corpus of exactly N documents that
+keeps every document judged for an evaluated query plus a seeded sample of the others, and a seeded sample of
+STS pairs.
 
-Each slice adds a note (`1000 docs`, `50 queries`) that emb-eval puts into the task name: `SciFact[1000 docs]`.
+Each slice adds a note (`1000 docs`, `50 queries`, `500 pairs`) that emb-eval puts into the task name:
+`SciFact[1000 docs]`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import random
 
 from embtools.errors import EmbtoolsError
-from embtools.eval_data import RetrievalData
+from embtools.eval_data import RetrievalData, StsData
 
 
 def limit_queries(data: RetrievalData, max_queries: int | None, seed: int) -> RetrievalData:
@@ -44,3 +46,12 @@ def limit_corpus(data: RetrievalData, max_corpus: int | None, seed: int) -> Retr
 def sliced_name(name: str, data: RetrievalData) -> str:
     """`SciFact` -> `SciFact[1000 docs, 50 queries]` when the data was sliced."""
     return f"{name}[{', '.join(data.note)}]" if data.note else name
+
+
+def limit_pairs(data: StsData, max_pairs: int | None, seed: int) -> tuple[StsData, str | None]:
+    """At most `max_pairs` sentence pairs (a seeded sample, in file order) and the note for the task name."""
+    if max_pairs is None or max_pairs >= len(data.scores):
+        return data, None
+    chosen = sorted(random.Random(seed).sample(range(len(data.scores)), max_pairs))
+    return StsData([data.sentences1[i] for i in chosen], [data.sentences2[i] for i in chosen],
+                   [data.scores[i] for i in chosen]), f"{max_pairs} pairs"

@@ -11,6 +11,7 @@ from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.embedding_cache import EmbeddingCache
 from embtools.encoder import DTYPES, EncodeSettings
 from embtools.eval_data import detect
+from embtools.eval_report import read_metric_records, write_report
 from embtools.eval_results import metric_records, result_path, task_result, write_model_meta, write_task_result
 from embtools.eval_run import EvalOptions, EvalOutcome, evaluate_source
 from embtools.model_loading import POOLINGS
@@ -31,11 +32,20 @@ from embtools.records import record_output, write_records
               help="Retrieval on N documents: every judged one and a seeded sample of the rest. Default: all.")
 @click.option("--max-queries", type=click.IntRange(min=1), default=None,
               help="Retrieval with a seeded sample of N queries. Default: all judged queries.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the --max-corpus/--max-queries samples.")
+@click.option("--max-pairs", type=click.IntRange(min=2), default=None,
+              help="STS with a seeded sample of N sentence pairs (the task is named `Name[N pairs]`). Default: all.")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Seed of the --max-corpus/--max-queries/--max-pairs samples.")
 @click.option("--ignore-identical-ids", is_flag=True,
               help="Never count a document with the query's own id as a hit (mteb's option; e.g. ArguAna).")
 @click.option("--output-folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write mteb result files: DIR/<model>/<revision>/<Task>.json.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a Markdown report of the main scores (a column per model) and a PNG bar chart "
+                   "beside it (FILE with .png). Default: none.")
+@click.option("--compare", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Metric records of an earlier run (emb-eval's saved stdout) to put beside this run in --report; "
+                   "repeatable.")
 @click.option("--no-cache", is_flag=True, help="Encode everything afresh; neither read nor write the embedding "
                                               "cache (EMBTOOLS_HOME/cache/embeddings.sqlite).")
 @click.option("--pooling", type=click.Choice(POOLINGS), default=None, help="Default: the model's.")
@@ -46,8 +56,8 @@ from embtools.records import record_output, write_records
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text).")
 @common_options
-def main(data, model, instruction, no_instruction, split, max_corpus, max_queries, seed, ignore_identical_ids,
-         output_folder, no_cache, pooling, max_length, dtype, batch_tokens):
+def main(data, model, instruction, no_instruction, split, max_corpus, max_queries, max_pairs, seed,
+         ignore_identical_ids, output_folder, report, compare, no_cache, pooling, max_length, dtype, batch_tokens):
     """Evaluate MODEL on each DATA; write metric records (task, split, metric, value, main, model) to stdout.
 
     DATA is an STS file (JSONL: sentence1, sentence2, score), a BEIR folder (corpus.jsonl, queries.jsonl,
@@ -55,20 +65,28 @@ def main(data, model, instruction, no_instruction, split, max_corpus, max_querie
     """
     if instruction and no_instruction:
         raise click.UsageError("--instruction and --no-instruction exclude each other")
+    if compare and not report:
+        raise click.UsageError("--compare needs --report")
     sources = [detect(argument) for argument in data]  # a bad path fails before the model loads
+    earlier = [record for path in compare for record in read_metric_records(path)]
     settings = EncodeSettings(pooling=pooling, max_length=max_length, dtype=dtype, max_tokens=batch_tokens)
     encoder = CachedEncoder(model, settings, cache=None if no_cache else EmbeddingCache())
     options = EvalOptions(instruction, False if no_instruction else None, split, max_corpus, max_queries, seed,
-                          ignore_identical_ids)
+                          ignore_identical_ids, max_pairs)
+    produced = []
     with record_output(None) as stream:
         for source in sources:
             outcome = evaluate_source(source, encoder, options)
-            write_records(metric_records(outcome.task, outcome.split, outcome.scores, outcome.main_metric, model),
-                          stream)
+            records = list(metric_records(outcome.task, outcome.split, outcome.scores, outcome.main_metric, model))
+            write_records(records, stream)
             stream.flush()
+            produced += records
             _report(outcome, encoder)
             if output_folder:
                 _save(outcome, encoder, output_folder)
+    if report:
+        written = write_report(earlier + produced, report)
+        info(f"emb-eval: wrote {written['report']}" + (f" and {written['chart']}" if written["chart"] else ""))
 
 
 def _report(outcome: EvalOutcome, encoder: CachedEncoder) -> None:
