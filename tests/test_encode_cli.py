@@ -76,6 +76,22 @@ def test_title_is_joined_to_the_text_as_beir_does(tmp_path):
     assert np.allclose(vectors(run([str(a)])[1]), vectors(run([str(b)])[1]), atol=1e-6)
 
 
+def test_id_field_reads_a_beir_corpus_as_it_is(tmp_path):
+    from conftest import DATA
+
+    beir = tmp_path / "corpus.jsonl"
+    beir.write_bytes(b"".join(open(DATA / "scifact" / "corpus.jsonl", "rb").readlines()[:3]))
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{"id": r["_id"], "title": r["title"], "text": r["text"]}
+                                                   for r in read_jsonl(beir)])
+    code, out, _ = run(["--id-field", "_id", str(beir)])
+    records = [orjson.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["id"] for r in records] == [r["_id"] for r in read_jsonl(beir)]
+    assert "_id" not in records[0]
+    assert np.allclose(vectors(out), vectors(run([str(plain)])[1]), atol=1e-6)
+    code, _, err = run(["--id-field", "_id", str(plain)])
+    assert code == 1 and last_line(err) == 'emb-encode: error: line 1: field "_id" is missing'
+
+
 def test_no_normalize_keeps_raw_norms(text_file):
     norms = np.linalg.norm(vectors(run([str(text_file), "--no-normalize"])[1]), axis=1)
     assert not np.allclose(norms, 1.0, atol=1e-2)

@@ -13,6 +13,7 @@ from itertools import islice
 from embtools.distributed import gather_to_main, is_main_process, rank, world_size
 from embtools.embedding_codec import encode_vector
 from embtools.encoder import Encoder
+from embtools.errors import InputError
 from embtools.instructions import document_text, with_instruction
 from embtools.records import Record, require_id, require_string
 
@@ -26,6 +27,20 @@ def validate_text_record(record: Record) -> Record:
     require_string(record, "title", optional=True)
     require_string(record, "instruction", optional=True)
     return record
+
+
+def text_record_validator(id_field: str = "id"):
+    """The text-record validator for records whose id is in `id_field` (BEIR files call it `_id`): the value moves
+    to `id`, so the embedding record has the contract's `id`."""
+    if id_field == "id":
+        return validate_text_record
+
+    def validate(record: Record) -> Record:
+        if id_field not in record:
+            raise InputError(f'field "{id_field}" is missing')
+        record["id"] = record.pop(id_field)
+        return validate_text_record(record)
+    return validate
 
 
 def model_input(record: Record, instruction: str | None) -> str:

@@ -13,7 +13,7 @@ import click
 from embtools.cli import EmbtoolsCommand, common_options, info, input_options
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
 from embtools.embedding_codec import ENCODINGS
-from embtools.embedding_stream import embed_records, validate_text_record
+from embtools.embedding_stream import embed_records, text_record_validator
 from embtools.encoder import DTYPES, EncodeSettings, Encoder
 from embtools.errors import EmbtoolsError
 from embtools.model_loading import POOLINGS
@@ -50,11 +50,14 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
                                       "with gloo otherwise). Output stays in input order.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Write to FILE (atomically: it appears only when complete). Default: stdout.")
+@click.option("--id-field", default="id", show_default=True,
+              help="The field holding each record's id; `_id` reads BEIR corpus and query files as they are. "
+                   "The output record calls it `id`.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
 @input_options
 @common_options
 def main(input_file, model, instruction, pooling, max_length, encoding, normalize, dtype, batch_tokens,
-         chunk_size, num_processes, output, trust_remote_code, skip_invalid, rejects):
+         chunk_size, num_processes, output, id_field, trust_remote_code, skip_invalid, rejects):
     """Embed text records (`id`, `text`, optional `title`, `instruction`) read from FILE or stdin.
 
     Writes one embedding record (`id`, `embedding`, plus fields it does not know) per text, in input order.
@@ -70,8 +73,8 @@ def main(input_file, model, instruction, pooling, max_length, encoding, normaliz
     started = time.perf_counter()
     encoder = Encoder(model, settings)
     with reject_sink(skip_invalid, rejects if is_main_process() else None) as sink:
-        embedded = embed_records(read_records(source, validate_text_record, rejects=sink), encoder, instruction,
-                                 encoding, chunk_size)
+        records = read_records(source, text_record_validator(id_field), rejects=sink)
+        embedded = embed_records(records, encoder, instruction, encoding, chunk_size)
         if not is_main_process():
             for _ in embedded:  # rank 0 gathers and writes; the others only encode their share
                 pass
