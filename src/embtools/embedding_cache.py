@@ -6,8 +6,9 @@ device kind. Vectors are stored as the model emits them, before L2 normalization
 normalized and a raw evaluation share entries.
 
 The store is one sqlite database under EMBTOOLS_HOME (WAL mode, so concurrent readers and writers are safe; a writer
-waits for another up to a minute). A database that sqlite cannot read, or a vector of the wrong size, is refused
-with a message saying how to rebuild.
+waits for another up to a minute). The database carries FORMAT_VERSION as sqlite's `user_version`. A file that
+sqlite cannot read, a database of another program or another format version, or a vector of the wrong size, is
+refused with a one-line message saying how to rebuild.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from embtools.model_loading import ModelSpec
 FORMAT_VERSION = 1
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _QUERY_BATCH = 500  # sqlite's limit on bound parameters is 999 in old builds
+_COLUMNS = ["key", "dim", "vector"]
+_REBUILD = "delete it to rebuild, or run with --no-cache"
 
 
 def default_cache_path() -> Path:
@@ -73,9 +76,38 @@ class EmbeddingCache:
         self._db = None
         with self._guard():
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS vectors "
-                             "(key BLOB PRIMARY KEY, dim INTEGER NOT NULL, vector BLOB NOT NULL)")
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._check_or_create()
+            except BaseException:
+                self.close()
+                raise
+
+    def _check_or_create(self) -> None:
+        """Create the table in an empty database; refuse one of another program or another format version."""
+        self._db.execute("BEGIN IMMEDIATE")  # two processes creating the cache at once: one creates, one checks
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = [row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            if not tables and version == 0:
+                self._db.execute("CREATE TABLE vectors (key BLOB PRIMARY KEY, dim INTEGER NOT NULL, "
+                                 "vector BLOB NOT NULL)")
+                self._db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+            elif version not in (0, FORMAT_VERSION):
+                raise EmbtoolsError(f"embedding cache {self.path} has format version {version}; this embtools "
+                                    f"uses version {FORMAT_VERSION}: {_REBUILD}")
+            elif tables != ["vectors"] or self._columns() != _COLUMNS:
+                raise EmbtoolsError(f"embedding cache {self.path} is not an embtools embedding cache "
+                                    f"(tables: {', '.join(tables) or 'none'}): {_REBUILD}")
+            elif version == 0:  # written before the version was recorded: the same format
+                self._db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _columns(self) -> list[str]:
+        return [row[1] for row in self._db.execute("PRAGMA table_info(vectors)")]
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -85,8 +117,7 @@ class EmbeddingCache:
         except sqlite3.OperationalError as exc:  # locked too long, disk full, read-only
             raise EmbtoolsError(f"embedding cache {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
-            raise EmbtoolsError(f"embedding cache {self.path} is corrupt ({exc}); delete it to rebuild, "
-                                "or run with --no-cache") from None
+            raise EmbtoolsError(f"embedding cache {self.path} is corrupt ({exc}): {_REBUILD}") from None
 
     def get_many(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
         """The stored vectors among `keys`; absent keys are left out."""
@@ -102,7 +133,7 @@ class EmbeddingCache:
     def _vector(self, dim: int, blob: bytes) -> np.ndarray:
         if len(blob) != 4 * dim:
             raise EmbtoolsError(f"embedding cache {self.path} is corrupt (a vector of {len(blob)} bytes, "
-                                f"expected {4 * dim}); delete it to rebuild, or run with --no-cache")
+                                f"expected {4 * dim}): {_REBUILD}")
         return np.frombuffer(blob, dtype="<f4")
 
     def put_many(self, items: Iterable[tuple[bytes, np.ndarray]]) -> None:

@@ -23,6 +23,10 @@ Record = dict[str, Any]
 Validator = Callable[[Record], Record]
 
 _DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+# orjson reads 1024 levels of nesting but writes only 254: deeper input would pass here and fail at output, far from
+# its line. Records may nest this deep, which leaves room for stages that wrap them (a rejects entry, meta).
+MAX_NESTING = 200
+_BOM = b"\xef\xbb\xbf"
 
 
 def open_input(source: str | Path | None) -> IO[bytes]:
@@ -44,7 +48,21 @@ def parse_line(raw: bytes) -> Record:
         raise InputError(reason) from None
     if not isinstance(value, dict):
         raise InputError(f"expected a JSON object, got {type(value).__name__}")
+    if raw.count(b"{") + raw.count(b"[") > MAX_NESTING and _nesting_exceeds(value, MAX_NESTING):
+        raise InputError(f"nested deeper than {MAX_NESTING} levels")
     return value
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels deep (the record itself is level 1)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 class RejectSink:
@@ -73,12 +91,11 @@ def reject_sink(skip_invalid: bool, rejects: str | Path | None) -> Iterator[Reje
     if not (skip_invalid or rejects):
         yield None
         return
-    stream = open(rejects, "wb") if rejects else None
-    try:
+    if not rejects:
+        yield RejectSink()
+        return
+    with atomic_file(Path(rejects)) as stream:
         yield RejectSink(stream)
-    finally:
-        if stream:
-            stream.close()
 
 
 def skipped_summary(sink: RejectSink | None) -> str:
@@ -95,11 +112,13 @@ def read_records(
 ) -> Iterator[Record]:
     """Yield validated records from a JSONL file or stdin.
 
-    Blank lines are ignored; errors name the 1-based line number. With `rejects` given (the `--skip-invalid` mode) a bad line is counted and skipped; without, it raises InputError.
+    Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number. With `rejects` given (the `--skip-invalid` mode) a bad line is counted and skipped; without, it raises InputError.
     """
     stream = open_input(source)
     try:
         for number, raw in enumerate(stream, start=1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
             if not raw.strip():
                 continue
             record = None

@@ -3,7 +3,10 @@
 An index folder holds three files:
 - `index.faiss`: the FAISS index (`faiss.write_index`), built from a factory string with METRIC_INNER_PRODUCT;
 - `ids.jsonl`: one JSON id per line (a string or an integer, as given), line n naming row n of the index;
-- `index.json`: what was built: format and format_version, model, dim, metric, factory, count, normalized, ...
+- `index.json`: what was built: format and format_version, model, dim, metric, factory, count, normalized, ...,
+  and `files`: the size and sha256 of index.faiss and ids.jsonl, checked on every load, so a truncated, damaged or
+  hand-edited folder is refused with one line instead of reaching FAISS's reader (folders written before `files`
+  was recorded load unchecked).
 
 Vectors are L2-normalized on insertion and queries before search, so a score is the cosine similarity.
 Input streams: a trainable index (IVF, PQ, SQ) trains on the first `train_size` vectors, which it then adds, and the
@@ -12,6 +15,7 @@ rest are added in batches; nothing beyond the training sample and one batch is h
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -193,9 +197,39 @@ def _fill(index: faiss.Index, rows: Iterator[Record], ids_out: IO[bytes], train_
 
 # --- the folder ---------------------------------------------------------------------------------------------------
 
+def _file_record(path: Path) -> dict:
+    """{"bytes", "sha256"} of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
 def _write_folder(folder: Path, index: faiss.Index, meta: dict) -> None:
+    """Write index.faiss, then index.json with the size and digest of index.faiss and ids.jsonl (meta gains `files`)."""
     faiss.write_index(index, str(folder / INDEX_FILE))
+    meta["files"] = {name: _file_record(folder / name) for name in (INDEX_FILE, IDS_FILE)}
     (folder / META_FILE).write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _verify_files(index_dir: Path, meta: dict) -> None:
+    """EmbtoolsError unless index.faiss and ids.jsonl have the size and sha256 that index.json recorded."""
+    files = meta.get("files")
+    if files is None:
+        return
+    for name in (INDEX_FILE, IDS_FILE):
+        expected, path = files.get(name) if isinstance(files, dict) else None, index_dir / name
+        if not (isinstance(expected, dict) and isinstance(expected.get("bytes"), int)):
+            raise EmbtoolsError(f"{index_dir / META_FILE} is corrupt (no size and sha256 recorded for {name})")
+        if not path.is_file():
+            raise EmbtoolsError(f"{index_dir} is incomplete: {name} is missing")
+        if path.stat().st_size != expected["bytes"]:
+            raise EmbtoolsError(f"{path} is corrupt: {path.stat().st_size} bytes, {META_FILE} recorded "
+                                f"{expected['bytes']}; rebuild the index")
+        if _file_record(path)["sha256"] != expected.get("sha256"):
+            raise EmbtoolsError(f"{path} is corrupt: its sha256 differs from the one {META_FILE} recorded; "
+                                "rebuild the index")
 
 
 def _search_defaults(index: faiss.Index) -> dict:
@@ -213,8 +247,9 @@ def _meta(index: faiss.Index, *, model: str | None, dim: int, factory: str, coun
             "faiss_version": faiss.__version__}
 
 
-def read_meta(index_dir: Path) -> dict:
-    """index.json of an index folder, checked; EmbtoolsError when it is missing, corrupt or of another format."""
+def read_meta(index_dir: Path, verify: bool = True) -> dict:
+    """index.json of an index folder, checked; EmbtoolsError when it is missing, corrupt or of another format, or
+    (with `verify`) when the files it describes are not the ones it recorded."""
     path = Path(index_dir) / META_FILE
     if not Path(index_dir).is_dir():
         raise EmbtoolsError(f"{index_dir}: no such index folder")
@@ -231,6 +266,8 @@ def read_meta(index_dir: Path) -> dict:
                             f"this embtools reads version {FORMAT_VERSION}")
     if not all(isinstance(meta.get(key), int) for key in ("dim", "count")):
         raise EmbtoolsError(f"{path} is corrupt (dim and count must be integers)")
+    if verify:
+        _verify_files(Path(index_dir), meta)
     return meta
 
 
@@ -295,7 +332,7 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
     with one, it must have been made by `EmbeddingChecker.for_index(index_dir)` and already applied.
     """
     index_dir = Path(index_dir)
-    meta = read_meta(index_dir)
+    meta = read_meta(index_dir, verify=checker is None)  # checker_for_index verified the folder
     if checker is None:
         records = _checked(records, EmbeddingChecker(meta["dim"], read_ids(index_dir, meta["count"])))
     rows = iter(records)
