@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from embtools.example_schema import placeholder, text
 from embtools.records import Record
-from embtools.text_normalization import contains_phrase, match_key, word_count, words
+from embtools.text_normalization import match_key, word_count, words
 
 NUM_WORDS, QUERY_LENGTH, NOT_SHORT, NOT_LONG = ("guideline-num-words", "guideline-query-length",
                                                 "guideline-not-short", "guideline-not-long")
@@ -139,9 +141,10 @@ class GuidelineCheck:
         return None
 
     def _label_in_input(self, record: Record) -> str | None:
-        input_words = words(text(record, "query"))
+        input_text = text(record, "query").casefold()
         for field, what in (("positive", "label"), ("negative", "misleading label")):
-            if record.get(field) is not None and contains_phrase(input_words, words(text(record, field))):
+            label_words = words(text(record, field))
+            if record.get(field) is not None and label_words and _phrase_pattern(tuple(label_words)).search(input_text):
                 return f"{LABEL_IN_INPUT}: the {what} appears in the input text"
         return None
 
@@ -151,7 +154,15 @@ class GuidelineCheck:
         return None
 
     def _query_copied(self, record: Record) -> str | None:
-        query_words = words(text(record, "query"))
-        if len(query_words) >= COPY_MIN_QUERY_WORDS and contains_phrase(words(text(record, "positive")), query_words):
-            return f"{QUERY_COPIED}: the query appears verbatim in the positive"
+        query = text(record, "query")
+        if word_count(query) >= COPY_MIN_QUERY_WORDS:
+            key = match_key(query).strip(string.punctuation)
+            if key and key in match_key(text(record, "positive")):
+                return f"{QUERY_COPIED}: the query appears verbatim in the positive"
         return self._query_equals_positive(record)
+
+
+@lru_cache(maxsize=4096)
+def _phrase_pattern(phrase: tuple[str, ...]) -> re.Pattern:
+    """The words of a label as a whole-word pattern, any punctuation or spacing between them."""
+    return re.compile(r"(?<!\w)" + r"\W+".join(map(re.escape, phrase)) + r"(?!\w)")

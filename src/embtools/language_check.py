@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from embtools.example_schema import placeholder, text
 from embtools.records import Record
@@ -55,6 +56,14 @@ def same_language(expected: str, found: str) -> bool:
     return expected == found or any(expected in group and found in group for group in _SAME_LANGUAGE)
 
 
+@lru_cache(maxsize=1)
+def identifier():
+    """py3langid's identifier with normalized probabilities (loading its model takes a second or two: once)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
 @dataclass
 class LanguageSettings:
     min_confidence: float = 0.9
@@ -68,10 +77,8 @@ class LanguageCheck:
     name = "language"
 
     def __init__(self, settings: LanguageSettings | None = None):
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
         self.settings = settings or LanguageSettings()
-        self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        self.identifier = identifier()
         self.known = set(self.identifier.labels)
         self.unchecked: Counter[str] = Counter()
 

@@ -74,10 +74,3 @@ def token_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     text_ends = np.cumsum([len(part) + 1 for part in parts])
     counts = np.bincount(np.searchsorted(text_ends, starts, side="right"), minlength=len(parts))
     return hashes, counts.astype(np.int64)
-
-
-def contains_phrase(haystack: list[str], needle: list[str]) -> bool:
-    """Whether the token sequence `needle` occurs contiguously in `haystack` (whole words only)."""
-    if not needle:
-        return False
-    return f" {' '.join(needle)} " in f" {' '.join(haystack)} "

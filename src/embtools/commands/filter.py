@@ -1,16 +1,150 @@
-"""emb-filter: example records in, trustworthy example records out."""
+"""emb-filter: example records in, the trustworthy ones out; rejects with a reason code; labeled data and mining."""
 
 from __future__ import annotations
 
+import re
+import time
+
 import click
 
-from embtools.cli import EmbtoolsCommand, common_options
+from embtools.cli import EmbtoolsCommand, common_options, info, input_options
+from embtools.decontamination import DecontaminationSettings
+from embtools.duplicate_checks import DEFAULT_FIELDS
+from embtools.example_schema import TEXT_FIELDS
+from embtools.filter_pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
+from embtools.filter_report import FilterStats, write_report
+from embtools.guideline_checks import GuidelineSettings
+from embtools.language_check import LanguageSettings
+from embtools.negative_mining import MiningSettings, NegativeMiner
+from embtools.records import reject_sink, record_output, write_records
+
+_PATH = click.Path(exists=True)
+_DTYPES = ("auto", "float32", "bfloat16", "float16")  # embtools.encoder.DTYPES, without importing torch for --help
+
+
+def _fields(ctx, param, value: str) -> tuple[str, ...]:
+    fields = tuple(f.strip() for f in value.split(",") if f.strip())
+    if not fields or set(fields) - {*TEXT_FIELDS, "negative"}:
+        raise click.BadParameter("a comma-separated list of query, positive, negative, instruction")
+    return fields
+
+
+def _ranks(ctx, param, value: str) -> tuple[int, int]:
+    found = re.fullmatch(r"(\d+)-(\d+)", value.strip())
+    if not found or not 1 <= int(found.group(1)) <= int(found.group(2)):
+        raise click.BadParameter("FIRST-LAST with 1 <= FIRST <= LAST, e.g. 10-100")
+    return int(found.group(1)), int(found.group(2))
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-filter")
+@click.argument("files", metavar="[FILE]...", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write kept examples to FILE (atomically). Default: stdout.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="Write a Markdown report to FILE and a PNG length histogram beside it. Default: none.")
+@click.option("--schema/--no-schema", default=True, show_default=True, help="Reject records that are not CONTRACT "
+              "examples (reason schema).")
+@click.option("--guidelines/--no-guidelines", default=True, show_default=True,
+              help="Reject examples that break their prompt's guidelines (reasons guideline-*).")
+@click.option("--dedup/--no-dedup", default=True, show_default=True,
+              help="Reject exact duplicates after normalizing case and whitespace (reason duplicate).")
+@click.option("--near-dup/--no-near-dup", default=True, show_default=True,
+              help="Reject near-duplicates, MinHash LSH over word shingles (reason near-duplicate).")
+@click.option("--language-check/--no-language-check", default=True, show_default=True,
+              help="Reject texts confidently identified as another language than asked (reason language).")
+@click.option("--decontaminate", "decontaminate", multiple=True, type=_PATH, metavar="PATH",
+              help="Evaluation data to keep out: STS file, BEIR folder, classification folder; repeatable "
+                   "(reasons contaminated-exact, contaminated-ngram). Default: none.")
+@click.option("--decontaminate-split", default="test", show_default=True,
+              help="The qrels split of --decontaminate BEIR folders whose queries and judged documents count.")
+@click.option("--ngram", type=click.IntRange(2, 255), default=13, show_default=True,
+              help="Words in a shared run that counts as contamination.")
+@click.option("--min-contamination-words", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Short-text allowance: evaluation texts with fewer words never count.")
+@click.option("--dedup-fields", default=",".join(DEFAULT_FIELDS), show_default=True, callback=_fields,
+              help="Fields compared by the duplicate checks.")
+@click.option("--near-dup-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="Estimated Jaccard similarity of word 3-shingles from which texts are near-duplicates.")
+@click.option("--num-perm", type=click.IntRange(8, 256), default=64, show_default=True,
+              help="MinHash permutations (signature length).")
+@click.option("--length-tolerance", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Slack on every asked length: 0.3 passes a 300-word ask from 210 words.")
+@click.option("--short-max-words", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Longest short-short text (before the tolerance).")
+@click.option("--language-confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Identifier confidence from which another language is a reject.")
+@click.option("--from-beir", "from_beir", multiple=True, type=click.Path(exists=True, file_okay=False),
+              metavar="DIR", help="Also read a BEIR folder's qrels as short-long examples (no negatives); repeatable.")
+@click.option("--split", default="train", show_default=True, help="The qrels split --from-beir reads.")
+@click.option("--instruction", default=None, help="Instruction of --from-beir examples. Default: the E5 instruction "
+              "known for the dataset (SciFact), else required.")
+@click.option("--from-sts", "from_sts", multiple=True, type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Also read an STS file's pairs scoring at least --min-score as sts examples; repeatable.")
+@click.option("--min-score", type=float, default=4.0, show_default=True, help="Lowest STS score --from-sts keeps.")
+@click.option("--mine-negatives", is_flag=True, help="Fill missing negatives by mining with --model. Default: off.")
+@click.option("-m", "--model", envvar="EMBTOOLS_MINING_MODEL", default="minilm-l6", show_default=True,
+              help="Embedding model for mining: built-in name or folder. Env: EMBTOOLS_MINING_MODEL.")
+@click.option("--negative-ranks", default="10-100", show_default=True, callback=_ranks,
+              help="Rank window FIRST-LAST negatives are picked from.")
+@click.option("--negative-margin", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+              help="A mined negative scores below MARGIN x the positive's score (NV-Retriever TopK-PercPos).")
+@click.option("--negatives-from", multiple=True, type=_PATH, metavar="PATH", help="More candidates: a BEIR folder's "
+              "corpus or a JSONL text file; repeatable. Default: the examples' texts plus --from-beir corpora.")
+@click.option("--consistency-check", is_flag=True,
+              help="With --mine-negatives: reject examples whose positive does not outscore the negative.")
+@click.option("--max-length", type=click.IntRange(min=2), default=256, show_default=True,
+              help="Tokens per text when mining.")
+@click.option("--dtype", type=click.Choice(_DTYPES), default="auto", show_default=True, help="Mining model dtype.")
+@input_options
 @common_options
-def main():
-    """Filter example records (work in progress)."""
+def main(files, output, report, schema, guidelines, dedup, near_dup, language_check, decontaminate,
+         decontaminate_split, ngram, min_contamination_words, dedup_fields, near_dup_threshold, num_perm,
+         length_tolerance, short_max_words, language_confidence, from_beir, split, instruction, from_sts, min_score,
+         mine_negatives, model, negative_ranks, negative_margin, negatives_from, consistency_check, max_length,
+         dtype, skip_invalid, rejects):
+    """Filter example records read from FILEs (or stdin) and from --from-beir / --from-sts labeled data.
+
+    Writes the examples that pass every enabled check, in input order; each reject goes to --rejects with its
+    reason code, and the count per reason to stderr. See docs/filter.md.
+    """
+    started = time.perf_counter()
+    settings = FilterSettings(
+        schema=schema, guidelines=guidelines, exact_duplicates=dedup, language=language_check,
+        near_duplicates=near_dup, decontaminate=tuple(decontaminate), dedup_fields=dedup_fields,
+        near_dup_threshold=near_dup_threshold, num_perm=num_perm,
+        guideline=GuidelineSettings(tolerance=length_tolerance, short_max_words=short_max_words),
+        language_settings=LanguageSettings(min_confidence=language_confidence),
+        decontamination=DecontaminationSettings(ngram=ngram, min_words=min_contamination_words,
+                                                split=decontaminate_split))
+    checks = build_checks(settings)
+    stats = FilterStats()
+    miner = None
+    with reject_sink(True, rejects) as sink:
+        records = input_examples(files, from_beir, from_sts, sink if (skip_invalid or rejects) else None, split,
+                                 instruction, min_score)
+        kept = filter_examples(records, checks, sink, stats, settings.batch_size)
+        if mine_negatives:
+            miner = NegativeMiner(MiningSettings(model=model, first_rank=negative_ranks[0],
+                                                 last_rank=negative_ranks[1], margin=negative_margin,
+                                                 consistency=consistency_check, max_length=max_length, dtype=dtype,
+                                                 candidate_sources=tuple(negatives_from) + tuple(from_beir)))
+            kept = miner.mine(kept, sink)
+        with record_output(output) as stream:
+            write_records(stats.counted(kept), stream)
+    stats.notes = unchecked_notes(checks)
+    _summarize(stats, sink, miner, time.perf_counter() - started)
+    if report:
+        write_report(stats, sink.counts, report)
+
+
+def _summarize(stats: FilterStats, sink, miner, seconds: float) -> None:
+    if miner is not None:
+        info(miner.report())
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sink.counts.most_common())
+    info(f"emb-filter: {stats.read} examples read, {stats.kept} kept, {sink.total} rejected"
+         + (f" ({reasons})" if reasons else "") + f" in {seconds:.1f} s")
+    if stats.notes:
+        info("emb-filter: not checked: " + ", ".join(f"{k} {v}" for k, v in stats.notes.most_common()))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""Exact and near-duplicate checks across the whole stream, as record checks for the filter pipeline.
+
+Both compare the same fields (`query` and `positive` by default): two examples with the same query and document are
+one example, whatever their negatives. The first of each group is kept; later ones are rejected.
+- exact (the paper's rule): equal after normalizing case and whitespace; state: one 60-bit digest per kept record;
+- near: MinHash LSH over word shingles (near_duplicates.NearDuplicateIndex); the rejected record's
+  `meta.filter.near_duplicate_of` names the kept record of its cluster.
+"""
+
+from __future__ import annotations
+
+from embtools.example_schema import filter_meta, text
+from embtools.near_duplicates import NearDuplicateIndex
+from embtools.records import Record
+from embtools.text_normalization import digest64, match_key
+
+DUPLICATE, NEAR_DUPLICATE = "duplicate", "near-duplicate"
+DEFAULT_FIELDS = ("query", "positive")
+_MASK60 = (1 << 60) - 1
+
+
+def joined_text(record: Record, fields: tuple[str, ...]) -> str:
+    return "\n".join(text(record, field) for field in fields)
+
+
+class ExactDuplicateCheck:
+    """Callable: `duplicate` when an earlier kept record had the same fields up to case and whitespace."""
+
+    name = "exact-duplicates"
+
+    def __init__(self, fields: tuple[str, ...] = DEFAULT_FIELDS):
+        self.fields = fields
+        self.seen: set[int] = set()
+
+    def _key(self, record: Record) -> int:
+        return digest64("\x1f".join(match_key(text(record, field)) for field in self.fields)) & _MASK60
+
+    def __call__(self, record: Record) -> str | None:
+        return f"{DUPLICATE}: same {' and '.join(self.fields)} as an earlier example" \
+            if self._key(record) in self.seen else None
+
+    def remember(self, record: Record) -> None:
+        self.seen.add(self._key(record))
+
+
+class NearDuplicateCheck:
+    """Callable: `near-duplicate: of id X` when the record's fields are a near-duplicate of a kept record's."""
+
+    name = "near-duplicates"
+
+    def __init__(self, threshold: float = 0.8, num_perm: int = 64, shingle_size: int = 3,
+                 fields: tuple[str, ...] = DEFAULT_FIELDS):
+        self.index = NearDuplicateIndex(threshold, num_perm, shingle_size)
+        self.fields = fields
+        self._bands: dict[int, list[int] | None] = {}
+
+    def prepare(self, batch: list[Record]) -> None:
+        """Compute the batch's signatures at once (vectorized); call before checking its records."""
+        signatures = self.index.signatures([joined_text(record, self.fields) for record in batch])
+        self._bands = {id(record): bands for record, bands in zip(batch, signatures)}
+
+    def _bands_of(self, record: Record) -> list[int] | None:
+        if id(record) not in self._bands:
+            self.prepare([record])
+        return self._bands[id(record)]
+
+    def __call__(self, record: Record) -> str | None:
+        kept = self.index.find(self._bands_of(record))
+        if kept is None:
+            return None
+        filter_meta(record)["near_duplicate_of"] = kept
+        return f"{NEAR_DUPLICATE}: of id {kept}"
+
+    def remember(self, record: Record) -> None:
+        self.index.add(self._bands_of(record), record.get("id"))
