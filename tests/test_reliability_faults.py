@@ -1,0 +1,118 @@
+"""Nothing lost under kill -9: commands killed at seeded random moments leave their output as it was or whole, and a
+re-run gives exactly the uninterrupted run's output with no temporaries left (see tests/fault_injection.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from embtools import atomic
+from embtools.atomic import atomic_dir, remove_stale_temporaries
+from embtools.vector_index import VectorIndex
+from fault_injection import FaultCase, inject, jsonl_ids, kill_window, snapshot, temporaries, timed_reference
+
+BIN = Path(sys.executable).parent
+SEEDS = [11, 23, 37]
+ENCODE_SEEDS = [11, 23]
+
+
+def _vectors_file(path: Path, count: int, dim: int, start: int = 0) -> Path:
+    rng = np.random.default_rng(start)
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    path.write_bytes(b"".join(orjson.dumps({"id": f"v{start + i}", "embedding": v}, option=orjson.OPT_SERIALIZE_NUMPY)
+                              + b"\n" for i, v in enumerate(vectors)))
+    return path
+
+
+def _run_case(case: FaultCase, seeds: list[int]):
+    reference, first_write, total = timed_reference(case)
+    assert reference is not None and not temporaries(case.output.parent)
+    reports = inject(case, seeds, reference, kill_window(first_write, total))
+    assert any(r.killed for r in reports), f"no seed killed a running process: {reports}"
+    return reference, reports
+
+
+@pytest.mark.slow
+def test_emb_encode_killed_anywhere_reruns_to_the_same_file(tmp_path, sts_dev):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_bytes(b"".join(orjson.dumps({"id": f"s{i}", "text": p["sentence1"]}) + b"\n"
+                               for i, p in enumerate(sts_dev[:48])))
+    out = tmp_path / "out" / "emb.jsonl"
+    out.parent.mkdir()
+    case = FaultCase([str(BIN / "emb-encode"), "-m", "minilm-l6", "--dtype", "float32", "--chunk-size", "4",
+                      "--max-length", "32", str(texts), "-o", str(out)], out,
+                     env={"EMBTOOLS_HOME": str(tmp_path / "home")})
+    reference, _ = _run_case(case, ENCODE_SEEDS)
+    assert jsonl_ids(out) == [f"s{i}" for i in range(48)]  # none duplicated, truncated or missing
+    assert orjson.loads(reference.splitlines()[0])["id"] == "s0"
+
+
+def test_emb_index_build_killed_anywhere_reruns_to_the_same_folder(tmp_path):
+    vectors = _vectors_file(tmp_path / "vectors.jsonl", 6000, 96)
+    out = tmp_path / "out" / "ix"
+    out.parent.mkdir()
+    command = [str(BIN / "emb-index"), "build", str(vectors), "-o", str(out), "--batch-size", "50"]
+    case = FaultCase(command, out, rerun=[*command, "--overwrite"])
+    _run_case(case, SEEDS + [41])
+    index = VectorIndex.load(out)
+    assert index.ids == [f"v{i}" for i in range(6000)] and index.ntotal == 6000
+
+
+def test_emb_index_add_killed_anywhere_leaves_old_or_new_index(tmp_path):
+    base_vectors = _vectors_file(tmp_path / "base.jsonl", 2000, 96)
+    more = _vectors_file(tmp_path / "more.jsonl", 6000, 96, start=2000)
+    base, out = tmp_path / "base.ix", tmp_path / "out" / "ix"
+    out.parent.mkdir()
+    from embtools.records import read_records
+    from embtools.vector_index import build_index
+
+    build_index(read_records(base_vectors), base)
+    case = FaultCase([str(BIN / "emb-index"), "add", str(more), "--index", str(out), "--batch-size", "50"], out,
+                     reset=lambda: (shutil.rmtree(out, ignore_errors=True), shutil.copytree(base, out)),
+                     before=snapshot(base), rerun_when_whole=False)
+    _run_case(case, SEEDS + [41])
+    assert VectorIndex.load(out).ids == [f"v{i}" for i in range(8000)]
+
+
+# --- a crash at every step of replacing a folder ------------------------------------------------------------------
+
+def _crash_at_step(target: Path, step: int, exchange: bool) -> None:
+    """In a child process, replace `target` by a new folder and die (os._exit) at rename/exchange number `step`."""
+    calls = {"n": 0}
+
+    def dying(real):
+        def wrapper(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == step:
+                os._exit(9)
+            return real(*args, **kwargs)
+        return wrapper
+
+    pid = os.fork()
+    if pid == 0:
+        os.rename = dying(os.rename)  # noqa: the child only
+        atomic._exchange = dying(atomic._exchange) if exchange else (lambda a, b: False)
+        atomic._remove = dying(atomic._remove)
+        with atomic_dir(target, overwrite=True) as folder:
+            (folder / "data").write_text("new")
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+@pytest.mark.parametrize("step", [1, 2, 3, 4, 5])
+def test_a_crash_at_any_step_of_a_folder_swap_loses_nothing(tmp_path, step, exchange):
+    target = tmp_path / "ix"
+    target.mkdir()
+    (target / "data").write_text("old")
+    _crash_at_step(target, step, exchange)
+    assert (target / "data").read_text() in ("old", "new") if target.exists() else temporaries(tmp_path)
+    remove_stale_temporaries(target)  # what the next writer of `target` does first
+    assert (target / "data").read_text() in ("old", "new")
+    assert temporaries(tmp_path) == []
