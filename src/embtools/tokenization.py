@@ -61,3 +61,16 @@ def model_max_length(tokenizer: Any, config: Any, saved_limit: int | None) -> in
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     candidates = [x for x in (positions, tokenizer_limit) if isinstance(x, int) and 0 < x < 10**7]
     return min(candidates) if candidates else None
+
+
+def pad_right(batch_ids: list[list[int]], pad_id: int):
+    """(input_ids, attention_mask) long tensors, right-padded with `pad_id` to the longest row."""
+    import torch
+
+    width = max(len(x) for x in batch_ids)
+    input_ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    for row, ids in enumerate(batch_ids):
+        input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[row, :len(ids)] = 1
+    return input_ids, mask

@@ -1,16 +1,137 @@
-"""emb-train: contrastive fine-tuning of an embedding model on example records (placeholder while being built)."""
+"""emb-train: contrastive fine-tuning (E5-mistral's recipe) of an embedding model on example records."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import click
 
-from embtools.cli import EmbtoolsCommand, common_options
+from embtools.cli import EmbtoolsCommand, common_options, info, input_options
+from embtools.distributed import is_launched, is_main_process, launch_command, world_size
+from embtools.errors import EmbtoolsError
+from embtools.records import reject_sink, skipped_summary
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-train")
+@click.argument("inputs", nargs=-1, metavar="[FILE[:WEIGHT]]...")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Model folder to write (appears when training is complete).")
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+              help="Base model: built-in name, HF folder or cached hub id. Env: EMBTOOLS_MODEL.")
+@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank (paper: 16).")
+@click.option("--lora-alpha", type=float, default=32.0, show_default=True, help="LoRA alpha (e5-mistral's adapter).")
+@click.option("--lora-dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="LoRA dropout.")
+@click.option("--no-lora", is_flag=True, help="Train every weight (for small encoders such as minilm-l6). Default: LoRA.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
+              help="InfoNCE temperature (paper: 0.02; scale 50 in sentence-transformers terms).")
+@click.option("--batch-size", type=click.IntRange(min=2), default=2048, show_default=True,
+              help="Examples per contrastive batch, over all processes (paper: 2048).")
+@click.option("--mini-batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Texts per forward pass (GradCache); bounds memory, not the batch.")
+@click.option("--gradient-accumulation-steps", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batches per optimizer step. Not a substitute for a larger --batch-size (no extra negatives).")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the data.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="Stop after N optimizer steps (cycling over epochs if needed). Default: --epochs.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Peak learning rate (paper: 1e-4 for 7B; small models want more, e.g. 5e-4 for smollm2-135m).")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Linear warm-up steps, then linear decay to 0.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True, help="AdamW weight decay.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of LoRA init, data order and dropout.")
+@click.option("--max-length", type=click.IntRange(min=4), default=512, show_default=True,
+              help="Tokens per document (EOS included); longer ones are truncated.")
+@click.option("--query-max-length", type=click.IntRange(min=4), default=None,
+              help="Tokens per query with its instruction. Default: --max-length.")
+@click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True,
+              help="Autocast forward passes (bf16 on GPUs and CPUs with native bf16; weights stay fp32).")
+@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward. Default: off.")
+@click.option("--same-task-batches", is_flag=True,
+              help="Each batch from one task (input file and task_type). Default: mixed batches.")
+@click.option("--no-mask-false-negatives", is_flag=True,
+              help="Keep identical positives/queries as each other's negatives. Default: mask them.")
+@click.option("--save-every", type=click.IntRange(min=1), default=None,
+              help="Checkpoint every N steps into --checkpoint-dir. Default: no checkpoints.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Checkpoints and train_log.jsonl while training. Default: OUTPUT.checkpoints next to OUTPUT.")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint (same data and settings).")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, envvar="EMBTOOLS_NUM_PROCESSES",
+              show_default=True, help="Train with N processes under accelerate launch (GPUs, or CPU with gloo); "
+                                      "negatives are gathered across processes.")
+@click.option("--deepspeed", "deepspeed_name", default=None, metavar="zero2|zero3|PATH",
+              help="DeepSpeed ZeRO with a bundled config or a JSON file. Default: none (plain DDP).")
+@click.option("--merge", is_flag=True, help="Write merged full weights instead of the LoRA adapter.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT folder.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
+@input_options
 @common_options
-def main():
-    """Fine-tune an embedding model on example records."""
+def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
+         mini_batch_size, gradient_accumulation_steps, epochs, max_steps, lr, warmup_steps, weight_decay, seed,
+         max_length, query_max_length, mixed_precision, gradient_checkpointing, same_task_batches,
+         no_mask_false_negatives, save_every, checkpoint_dir, resume, num_processes, deepspeed_name, merge,
+         overwrite, trust_remote_code, skip_invalid, rejects):
+    """Fine-tune MODEL into an embedding model on example records (`instruction`, `query`, `positive`,
+    `negative` or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch, `FILE:2` repeats it.
+
+    Writes OUTPUT (a PEFT adapter or merged weights, loadable by emb-encode and sentence-transformers) and one
+    JSON summary line on stdout.
+    """
+    from embtools.training_data import parse_source
+
+    sources = [parse_source(a) for a in inputs or ("-",)]
+    if deepspeed_name and not is_launched():
+        sys.exit(launch_command(num_processes, "embtools.commands.train", sys.argv[1:]))
+    if num_processes > 1 and not is_launched():
+        if any(s.path is None for s in sources):
+            raise click.UsageError("--num-processes needs FILE inputs (every process reads them)")
+        sys.exit(launch_command(num_processes, "embtools.commands.train", sys.argv[1:]))
+    if gradient_accumulation_steps > 1:
+        info("emb-train: warning: gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees "
+             "only its own examples); raise --batch-size and bound memory with --mini-batch-size instead")
+    config = _config(locals(), sources)
+    with reject_sink(skip_invalid, rejects if is_main_process() else None) as sink:
+        summary = _train(config, sink)
+        if is_main_process():
+            info(f"emb-train: {summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
+                 f"{summary['seconds']} s; wrote {output}" + skipped_summary(sink))
+            click.echo(json.dumps(summary))
+
+
+def _config(options: dict, sources):
+    from embtools.deepspeed_configs import deepspeed_config
+    from embtools.lora_setup import LoraSettings
+    from embtools.training_loop import TrainConfig
+
+    ds = None
+    if options["deepspeed_name"]:
+        ds = deepspeed_config(options["deepspeed_name"], options["batch_size"] // max(world_size(), 1),
+                              options["mixed_precision"])
+    lora = None if options["no_lora"] else LoraSettings(options["lora_rank"], options["lora_alpha"],
+                                                       options["lora_dropout"])
+    if options["merge"] and lora is None:
+        raise click.UsageError("--merge needs LoRA (with --no-lora the full weights are written anyway)")
+    return TrainConfig(
+        output=options["output"], sources=sources, model=options["model"], lora=lora,
+        temperature=options["temperature"], batch_size=options["batch_size"],
+        mini_batch_size=options["mini_batch_size"], max_steps=options["max_steps"], epochs=options["epochs"],
+        lr=options["lr"], warmup_steps=options["warmup_steps"], weight_decay=options["weight_decay"],
+        seed=options["seed"], query_max_length=options["query_max_length"] or options["max_length"],
+        document_max_length=options["max_length"], mixed_precision=options["mixed_precision"],
+        gradient_checkpointing=options["gradient_checkpointing"], same_task_batches=options["same_task_batches"],
+        mask_false_negatives=not options["no_mask_false_negatives"],
+        gradient_accumulation_steps=options["gradient_accumulation_steps"], save_every=options["save_every"],
+        checkpoint_dir=options["checkpoint_dir"], resume=options["resume"], deepspeed=ds, merge=options["merge"],
+        overwrite=options["overwrite"], trust_remote_code=options["trust_remote_code"])
+
+
+def _train(config, sink):
+    from embtools.training_loop import train
+
+    if config.deepspeed and world_size() == 1 and not is_launched():
+        raise EmbtoolsError("--deepspeed runs under a launcher")
+    return train(config, sink)
 
 
 if __name__ == "__main__":
