@@ -31,9 +31,14 @@ class ExactDuplicateCheck:
     def __init__(self, fields: tuple[str, ...] = DEFAULT_FIELDS):
         self.fields = fields
         self.seen: set[int] = set()
+        self._last: tuple[Record | None, int] = (None, 0)  # the record last checked and its key, for remember()
 
     def _key(self, record: Record) -> int:
-        return digest64("\x1f".join(match_key(text(record, field)) for field in self.fields)) & _MASK60
+        if self._last[0] is record:
+            return self._last[1]
+        key = digest64("\x1f".join(match_key(text(record, field)) for field in self.fields)) & _MASK60
+        self._last = (record, key)
+        return key
 
     def __call__(self, record: Record) -> str | None:
         return f"{DUPLICATE}: same {' and '.join(self.fields)} as an earlier example" \

@@ -144,7 +144,8 @@ class GuidelineCheck:
         input_text = text(record, "query").casefold()
         for field, what in (("positive", "label"), ("negative", "misleading label")):
             label_words = words(text(record, field))
-            if record.get(field) is not None and label_words and _phrase_pattern(tuple(label_words)).search(input_text):
+            if (record.get(field) is not None and label_words and all(w in input_text for w in label_words)
+                    and _phrase_pattern(tuple(label_words)).search(input_text)):  # the cheap test first
                 return f"{LABEL_IN_INPUT}: the {what} appears in the input text"
         return None
 

@@ -82,10 +82,10 @@ class NearDuplicateIndex:
         shingles, per_text = shingle_hashes(tokens, counts, self.shingle_size)
         if not len(shingles):
             return [None] * len(texts)
-        permuted = shingles[:, None] * self.a[None, :] + self.b[None, :]  # uint32 wraparound is the modulo
+        permuted = self.a[:, None] * shingles[None, :] + self.b[:, None]  # uint32 wraparound is the modulo
         has_any = per_text > 0
         firsts = (np.cumsum(per_text) - per_text)[has_any]
-        minima = np.minimum.reduceat(permuted, firsts, axis=0)
+        minima = np.minimum.reduceat(permuted, firsts, axis=1).T  # reduce along rows: contiguous memory
         bands = self._band_hashes(minima)
         out: list[list[int] | None] = [None] * len(texts)
         for row, index in zip(bands, np.flatnonzero(has_any).tolist()):

@@ -15,13 +15,12 @@ import zlib
 
 import numpy as np
 
-_WHITESPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 
 
 def match_key(text: str) -> str:
     """The text as the paper compares it: NFKC, case-folded, with all whitespace removed."""
-    return _WHITESPACE.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def digest64(text: str) -> int:
@@ -63,12 +62,13 @@ def token_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     parts = [t.casefold().encode("utf-8", "surrogatepass") for t in texts]
     data = np.frombuffer(b" ".join(parts) + b" ", dtype=np.uint8)
     is_word = _WORD_BYTE[data]
-    starts = np.flatnonzero(is_word & ~np.concatenate(([False], is_word[:-1])))
+    is_start = is_word & ~np.concatenate(([False], is_word[:-1]))
+    starts = np.flatnonzero(is_start)
     inside = np.flatnonzero(is_word)
-    token_of_byte = np.searchsorted(starts, inside, side="right") - 1
+    token_of_byte = np.cumsum(is_start, dtype=np.int32)[inside] - 1
     position = (inside - starts[token_of_byte]) & 63
     contributions = (data[inside].astype(np.uint64) + np.uint64(1)) * _POSITION_KEYS[position]
-    first_byte = np.searchsorted(inside, starts)
+    first_byte = (np.cumsum(is_word, dtype=np.int32) - 1)[starts]  # where each token's first byte sits among the word bytes
     hashes = np.add.reduceat(contributions, first_byte) if len(inside) else np.zeros(0, dtype=np.uint64)
     hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX
     text_ends = np.cumsum([len(part) + 1 for part in parts])
