@@ -1,0 +1,291 @@
+"""Hostile models, files and environments: model output and model files are only ever data, remote code only on
+request, outputs never silently replaced, corrupt or foreign index folders and caches refused in one line, and an API
+key in the environment never reaches any artifact of a run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import click
+import numpy as np
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from conftest import REPO, write_jsonl
+from embtools.commands.index import main as emb_index
+from embtools.embedding_cache import FORMAT_VERSION, EmbeddingCache
+from embtools.errors import EmbtoolsError
+from embtools.model_loading import resolve_model_path
+from embtools.vector_index import VectorIndex, build_index
+
+SRC = REPO / "src" / "embtools"
+CANARY = "sk-embtools-canary-7f3a9c2e5b1d4086"
+
+# --- the source: no code from data -------------------------------------------------------------------------------
+
+FORBIDDEN = {
+    r"(?<![.\w])eval\(": "eval() of a string",
+    r"(?<![.\w])exec\(": "exec() of a string",
+    r"\bimport (c?pickle|dill|cloudpickle|marshal|shelve)\b|\bfrom (c?pickle|dill|cloudpickle) import": "a pickle module",
+    r"\bjoblib\.load\(": "joblib.load (pickle)",
+    r"allow_pickle\s*=\s*True": "numpy allow_pickle",
+    r"trust_remote_code\s*=\s*True": "remote code by default",
+    r"\byaml\.(unsafe_)?load\((?![^)]*SafeLoader)": "yaml.load without SafeLoader",
+    r"shell\s*=\s*True": "a shell command line",
+    r"\bos\.system\(": "os.system",
+    r"\bliteral_eval\(": "literal_eval (allowed only where model output is parsed as data: see below)",
+}
+# ast.literal_eval parses Python literals without running code; model_output.py uses it for list-shaped answers.
+LITERAL_EVAL_ALLOWED = {"model_output.py"}
+
+
+def _source_files() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+def test_no_source_file_turns_data_into_code():
+    found = []
+    for path in _source_files():
+        text = path.read_text()
+        for pattern, what in FORBIDDEN.items():
+            if what.startswith("literal_eval") and path.name in LITERAL_EVAL_ALLOWED:
+                continue
+            found += [f"{path.relative_to(REPO)}:{text[:m.start()].count(chr(10)) + 1}: {what}"
+                      for m in re.finditer(pattern, text)]
+    assert not found, "\n".join(found)
+
+
+_TORCH_LOAD = re.compile(r"torch\.load\(([^()]|\([^()]*\))*\)")
+_UNSAFE_RESUME = pytest.mark.xfail(strict=True, reason="emb-train --resume unpickles optimizer.pt, scheduler.pt and "
+                                   "rng.pt with weights_only=False: a hostile checkpoint folder runs code")
+
+
+@pytest.mark.parametrize("name", [
+    "model_loading.py", "encoder.py",
+    pytest.param("training_checkpoint.py", marks=_UNSAFE_RESUME), pytest.param("training_loop.py", marks=_UNSAFE_RESUME),
+])
+def test_every_torch_load_is_weights_only(name):
+    calls = [m.group(0) for m in _TORCH_LOAD.finditer((SRC / name).read_text())] if (SRC / name).exists() else []
+    assert all("weights_only=True" in call for call in calls), calls
+
+
+def test_no_other_file_calls_torch_load():
+    loaders = {p.name for p in _source_files() if _TORCH_LOAD.search(p.read_text())}
+    assert loaders <= {"model_loading.py", "encoder.py", "training_checkpoint.py", "training_loop.py"}, loaders
+
+
+def _commands() -> dict[str, click.Command]:
+    return {ep.name: ep.load() for ep in entry_points(group="console_scripts") if ep.value.startswith("embtools.")}
+
+
+def _walk(command: click.Command, path: str):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _walk(sub, f"{path} {name}")
+
+
+def test_remote_code_is_an_off_by_default_flag_wherever_it_exists():
+    seen = []
+    for name, command in _commands().items():
+        for path, sub in _walk(command, name):
+            for param in sub.params:
+                if "trust" in param.name and "remote" in param.name:
+                    seen.append(path)
+                    default = param.get_default(click.Context(sub))
+                    assert param.is_flag and default is False and param.envvar is None and not param.secondary_opts, path
+    assert "emb-encode" in seen
+
+
+def _model_copy(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    shutil.copytree(resolve_model_path("minilm-l6"), folder)
+    return folder
+
+
+def test_a_model_folders_own_code_never_runs_without_the_flag(tmp_path):
+    from embtools.encoder import EncodeSettings, Encoder
+
+    folder = _model_copy(tmp_path, "custom-code")
+    marker = tmp_path / "code-ran"
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+                                    "from transformers import BertConfig as EvilConfig, BertModel as EvilModel\n")
+    vectors = Encoder(str(folder), EncodeSettings(dtype="float32", max_length=16)).encode(["a text"])
+    assert vectors.shape == (1, 384) and not marker.exists()
+
+
+class _Payload:
+    """Unpickling this writes a file: what a hostile pytorch_model.bin would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_a_pickled_checkpoint_is_not_unpickled(tmp_path):
+    import torch
+
+    from embtools.commands.encode import main as encode
+
+    folder = _model_copy(tmp_path, "pickled")
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "pickle-ran"
+    torch.save({"embeddings.word_embeddings.weight": _Payload(marker)}, folder / "pytorch_model.bin")
+    result = CliRunner().invoke(encode, ["-m", str(folder), "--dtype", "float32"], input=b'{"id": 1, "text": "a"}\n')
+    assert result.exit_code == 1 and not marker.exists()
+    assert result.stderr.count("\n") == 1 and "Weights only load failed" in result.stderr
+
+
+# --- outputs are never silently replaced --------------------------------------------------------------------------
+
+def _vectors(n: int = 30, dim: int = 8, seed: int = 0) -> list[dict]:
+    rows = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return [{"id": f"d{i}", "embedding": row.tolist()} for i, row in enumerate(rows)]
+
+
+def _index_cli(args, input_bytes=None):
+    result = CliRunner().invoke(emb_index, args, input=input_bytes, catch_exceptions=False)
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+def test_emb_index_build_never_replaces_an_existing_folder_without_overwrite(tmp_path):
+    vectors = write_jsonl(tmp_path / "v.jsonl", _vectors())
+    target = tmp_path / "ix"
+    target.mkdir()
+    (target / "precious.txt").write_text("keep me")
+    code, _, err = _index_cli(["build", str(vectors), "-o", str(target)])
+    assert code == 1 and err == f"emb-index: error: {target} exists; pass --overwrite to replace it\n"
+    assert (target / "precious.txt").read_text() == "keep me"
+    code, _, _ = _index_cli(["build", str(vectors), "-o", str(target), "--overwrite"])
+    assert code == 0 and sorted(p.name for p in target.iterdir()) == ["ids.jsonl", "index.faiss", "index.json"]
+
+
+# --- corrupt or foreign index folders and caches --------------------------------------------------------------------
+
+@pytest.fixture
+def index_dir(tmp_path) -> Path:
+    build_index(iter(_vectors(60)), tmp_path / "ix")
+    return tmp_path / "ix"
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def _edit_meta(folder: Path, **changes) -> None:
+    meta = orjson.loads((folder / "index.json").read_bytes())
+    (folder / "index.json").write_bytes(orjson.dumps({**meta, **changes}))
+
+
+DAMAGE = {
+    "vector bytes flipped": (lambda d: _flip_byte(d / "index.faiss", -20), "index.faiss is corrupt: its sha256"),
+    "index truncated": (lambda d: (d / "index.faiss").write_bytes((d / "index.faiss").read_bytes()[:500]),
+                        "index.faiss is corrupt: 500 bytes"),
+    "an id edited": (lambda d: (d / "ids.jsonl").write_bytes((d / "ids.jsonl").read_bytes().replace(b"d7", b"d8")),
+                     "ids.jsonl is corrupt: its sha256"),
+    "ids missing": (lambda d: (d / "ids.jsonl").unlink(), "ids.jsonl is missing"),
+    "meta not JSON": (lambda d: (d / "index.json").write_bytes(b"{\x00"), "index.json is corrupt (not valid JSON)"),
+    "a newer format": (lambda d: _edit_meta(d, format_version=99), "has format version 99; this embtools reads version 1"),
+    "another program's folder": (lambda d: _edit_meta(d, format="other-tool"), "does not describe an emb-index folder"),
+    "digests stripped of a size": (lambda d: _edit_meta(d, files={"index.faiss": {}}), "no size and sha256 recorded"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+@pytest.mark.parametrize("subcommand", ["search", "add"])
+def test_a_damaged_or_foreign_index_folder_is_refused_in_one_line(tmp_path, index_dir, damage, subcommand):
+    queries = write_jsonl(tmp_path / "q.jsonl", _vectors(3, seed=1) if subcommand == "search" else
+                          [{**r, "id": f"new{i}"} for i, r in enumerate(_vectors(3, seed=1))])
+    before = {p.name: p.read_bytes() for p in index_dir.iterdir()}
+    damage_it, message = DAMAGE[damage]
+    damage_it(index_dir)
+    damaged = {p.name: p.read_bytes() for p in index_dir.iterdir()}
+    code, out, err = _index_cli([subcommand, str(queries), "--index", str(index_dir)])
+    assert code == 1 and out == b"" and err.count("\n") == 1 and message in err, err
+    assert {p.name: p.read_bytes() for p in index_dir.iterdir()} == damaged != before  # refused, not "repaired"
+
+
+def test_an_index_folder_from_before_digests_still_loads(index_dir):
+    meta = orjson.loads((index_dir / "index.json").read_bytes())
+    del meta["files"]
+    (index_dir / "index.json").write_bytes(orjson.dumps(meta))
+    assert VectorIndex.load(index_dir).ntotal == 60
+
+
+@pytest.mark.parametrize("prepare, message", [
+    (lambda p: p.write_bytes(b"not a database at all" * 100), "is corrupt (file is not a database)"),
+    (lambda p: sqlite3.connect(p).execute("CREATE TABLE other (x)").connection.commit(),
+     "is not an embtools embedding cache (tables: other)"),
+    (lambda p: sqlite3.connect(p).execute("PRAGMA user_version = 7"), "has format version 7; this embtools uses "
+                                                                     f"version {FORMAT_VERSION}"),
+])
+def test_a_corrupt_or_foreign_cache_is_refused_with_how_to_rebuild(tmp_path, prepare, message):
+    path = tmp_path / "embeddings.sqlite"
+    prepare(path)
+    with pytest.raises(EmbtoolsError) as info:
+        EmbeddingCache(path)
+    assert message in str(info.value) and "delete it to rebuild, or run with --no-cache" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_cache_written_before_its_version_was_recorded_is_adopted(tmp_path):
+    path = tmp_path / "embeddings.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE vectors (key BLOB PRIMARY KEY, dim INTEGER NOT NULL, vector BLOB NOT NULL)")
+    db.execute("INSERT INTO vectors VALUES (?, 2, ?)", (b"k", np.array([1, 2], "<f4").tobytes()))
+    db.commit()
+    db.close()
+    cache = EmbeddingCache(path)
+    assert cache.get_many([b"k"])[b"k"].tolist() == [1.0, 2.0]
+    cache.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
+
+
+# --- an API key never reaches an artifact ------------------------------------------------------------------------
+
+def _leaks(roots: list[Path], texts: dict[str, bytes]) -> list[str]:
+    """Where the canary key (or its last 12 characters, as masked keys show) appears: files under roots, or texts."""
+    needles = [CANARY.encode(), CANARY[-12:].encode()]
+    found = [name for name, data in texts.items() if any(n in data for n in needles)]
+    for root in roots:
+        found += [str(p) for p in root.rglob("*") if p.is_file() and any(n in p.read_bytes() for n in needles)]
+    return found
+
+
+def test_the_api_key_reaches_no_artifact_of_encode_index_and_eval(tmp_path, monkeypatch, sts_dev):
+    from embtools.commands.encode import main as encode
+    from embtools.commands.eval import main as evaluate
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    monkeypatch.setenv("EMBTOOLS_HOME", str(home))
+    texts = write_jsonl(work / "texts.jsonl", [{"id": i, "text": p["sentence1"]} for i, p in enumerate(sts_dev[:12])])
+    sts = write_jsonl(work / "sts.jsonl", sts_dev[:12])
+    streams: dict[str, bytes] = {}
+    runs = [
+        ("encode", encode, ["-v", "-m", "minilm-l6", "--dtype", "float32", str(texts), "-o", str(work / "e.jsonl")]),
+        ("build", emb_index, ["build", "-v", str(work / "e.jsonl"), "-o", str(work / "ix")]),
+        ("search", emb_index, ["search", "-v", str(work / "e.jsonl"), "--index", str(work / "ix"), "-k", "3"]),
+        ("eval", evaluate, ["-v", str(sts), "-m", "minilm-l6", "--dtype", "float32", "--output-folder",
+                            str(work / "results")]),
+        ("bad input", emb_index, ["build", "-v", str(texts), "-o", str(work / "never")]),
+    ]
+    for name, command, args in runs:
+        result = CliRunner().invoke(command, args)
+        assert result.exit_code == (1 if name == "bad input" else 0), (name, result.stderr[-500:])
+        streams[f"{name} stdout"], streams[f"{name} stderr"] = result.stdout_bytes, result.stderr_bytes
+    assert (work / "results").is_dir() and list(home.rglob("*.sqlite"))  # the artifacts were written
+    assert _leaks([home, work], streams) == []
