@@ -21,7 +21,10 @@ from embtools.commands.index import main as emb_index
 from embtools.embedding_codec import decode_vector
 from embtools.embedding_stream import text_record_validator, validate_text_record
 from embtools.errors import EmbtoolsError, InputError
+from embtools.example_schema import TASK_TYPES, schema_problem
 from embtools.records import MAX_NESTING, RejectSink, read_records
+from embtools.synthetic_jobs import validate_task_record
+from embtools.training_data import validate_example
 from embtools.vector_index import EmbeddingChecker
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -295,3 +298,57 @@ def test_qrels_files_load_or_fail_in_one_line(tmp_path_factory, data):
         load_qrels(path)
     except EmbtoolsError as exc:
         assert "\n" not in str(exc) and str(path) in str(exc)
+
+
+# --- the validators of emb-generate (task records), emb-filter (example schema) and emb-train (examples) -----------
+
+_word = st.text(max_size=6) | st.sampled_from([" ", "\t\n", "a text"])
+task_records = st.dictionaries(st.sampled_from(["id", "task_type", "task", "meta"]),
+                               json_values | st.sampled_from(list(TASK_TYPES)) | _word)
+example_records = st.dictionaries(
+    st.sampled_from(["id", "task_type", "instruction", "query", "positive", "negative", "language", "meta"]),
+    json_values | st.sampled_from(list(TASK_TYPES)) | _word)
+
+
+def _id_ok(record: dict) -> bool:
+    return isinstance(record.get("id"), (str, int)) and not isinstance(record.get("id"), bool)
+
+
+def _filled(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+@FAST
+@given(record=task_records)
+def test_task_validator_accepts_exactly_brainstorm_task_records(record):
+    expected = _id_ok(record) and record.get("task_type") in ("short-long", "long-short", "short-short", "long-long") \
+        and _filled(record.get("task"))
+    try:
+        validate_task_record(dict(record))
+        assert expected
+    except InputError as exc:
+        assert not expected and "\n" not in str(exc)
+
+
+@FAST
+@given(record=example_records)
+def test_filter_schema_accepts_exactly_contract_examples(record):
+    expected = (_id_ok(record) and record.get("task_type") in TASK_TYPES
+                and all(_filled(record.get(f)) for f in ("instruction", "query", "positive"))
+                and (record.get("negative") is None or _filled(record.get("negative")))
+                and isinstance(record.get("language"), str) and isinstance(record.get("meta", {}), dict))
+    problem = schema_problem(dict(record))
+    assert (problem is None) == expected and (problem is None or "\n" not in problem)
+
+
+@FAST
+@given(record=example_records)
+def test_train_validator_accepts_exactly_trainable_examples(record):
+    expected = (_filled(record.get("query")) and _filled(record.get("positive"))
+                and isinstance(record.get("instruction"), str)
+                and (record.get("negative") is None or _filled(record.get("negative"))))
+    try:
+        validate_example(dict(record))
+        assert expected
+    except InputError as exc:
+        assert not expected and "\n" not in str(exc)

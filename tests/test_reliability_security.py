@@ -289,3 +289,40 @@ def test_the_api_key_reaches_no_artifact_of_encode_index_and_eval(tmp_path, monk
         streams[f"{name} stdout"], streams[f"{name} stderr"] = result.stdout_bytes, result.stderr_bytes
     assert (work / "results").is_dir() and list(home.rglob("*.sqlite"))  # the artifacts were written
     assert _leaks([home, work], streams) == []
+
+
+def test_the_api_key_reaches_no_artifact_of_brainstorm_generate_and_filter(tmp_path, monkeypatch):
+    """A full synthetic-data run against a real local endpoint, then one whose endpoint answers 401 and echoes the
+    Authorization header (as careless servers do), under -v: the key is sent, and never written anywhere."""
+    from chat_server import ChatServer
+
+    from embtools.commands.brainstorm import main as brainstorm
+    from embtools.commands.filter import main as emb_filter
+    from embtools.commands.generate import main as generate
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    monkeypatch.setenv("EMBTOOLS_HOME", str(home))
+    streams: dict[str, bytes] = {}
+    with ChatServer() as server:
+        runs = [
+            ("brainstorm", brainstorm, ["-v", "--base-url", server.url, "--task-type", "short-long", "-n", "2",
+                                        "-o", str(work / "tasks.jsonl")], 0),
+            ("generate", generate, ["-v", "--base-url", server.url, str(work / "tasks.jsonl"), "-o",
+                                    str(work / "examples.jsonl"), "--rejects", str(work / "rejects.jsonl")], 0),
+            ("filter", emb_filter, ["-v", str(work / "examples.jsonl"), "-o", str(work / "kept.jsonl"),
+                                    "--report", str(work / "report.md"), "--no-language-check", "--no-guidelines"], 0),
+        ]
+        for name, command, args, code in runs:
+            result = CliRunner().invoke(command, args)
+            assert result.exit_code == code, (name, result.stderr[-800:])
+            streams[f"{name} stdout"], streams[f"{name} stderr"] = result.stdout_bytes, result.stderr_bytes
+        server.fault = lambda body, seen: "401"
+        result = CliRunner().invoke(generate, ["-v", "--no-cache", "--base-url", server.url, str(work / "tasks.jsonl"),
+                                               "-o", str(work / "never.jsonl"), "--rejects", str(work / "r401.jsonl")])
+        assert result.exit_code == 1 and "401" in result.stderr
+        streams["401 stdout"], streams["401 stderr"] = result.stdout_bytes, result.stderr_bytes
+        assert {auth for _, _, auth in server.log if auth} == {f"Bearer {CANARY}"}  # the key was really sent
+    assert (work / "kept.jsonl").stat().st_size > 0 and list((home).rglob("*.sqlite*"))
+    assert _leaks([home, work], streams) == []
