@@ -274,6 +274,8 @@ def test_the_api_key_reaches_no_artifact_of_encode_index_and_eval(tmp_path, monk
     monkeypatch.setenv("EMBTOOLS_HOME", str(home))
     texts = write_jsonl(work / "texts.jsonl", [{"id": i, "text": p["sentence1"]} for i, p in enumerate(sts_dev[:12])])
     sts = write_jsonl(work / "sts.jsonl", sts_dev[:12])
+    (work / "results").mkdir()
+    (work / "results" / "earlier.json").write_text("an earlier result")  # a results folder accumulates
     streams: dict[str, bytes] = {}
     runs = [
         ("encode", encode, ["-v", "-m", "minilm-l6", "--dtype", "float32", str(texts), "-o", str(work / "e.jsonl")]),
@@ -287,7 +289,9 @@ def test_the_api_key_reaches_no_artifact_of_encode_index_and_eval(tmp_path, monk
         result = CliRunner().invoke(command, args)
         assert result.exit_code == (1 if name == "bad input" else 0), (name, result.stderr[-500:])
         streams[f"{name} stdout"], streams[f"{name} stderr"] = result.stdout_bytes, result.stderr_bytes
-    assert (work / "results").is_dir() and list(home.rglob("*.sqlite"))  # the artifacts were written
+    results = [p.name for p in (work / "results").rglob("*.json")]
+    assert len(results) == 3 and list(home.rglob("*.sqlite"))  # earlier.json, the task's result, model_meta.json
+    assert (work / "results" / "earlier.json").read_text() == "an earlier result"
     assert _leaks([home, work], streams) == []
 
 
