@@ -3,7 +3,7 @@
 `ChatServer()` starts a ThreadingHTTPServer in a daemon thread (HTTP/1.1, keep-alive). POST /v1/chat/completions
 answers like OpenAI: for a generate prompt a JSON object with the keys the prompt asks for, for a brainstorm prompt a
 Python list of tasks; the text depends only on the request (prompt and seed), so re-asking gives the same answer.
-GET /v1/models lists "test-model". Every request is logged (path, body, Authorization header).
+GET /v1/models lists "test-model". `server.responder = fn(body) -> str` replaces the answers. Every request is logged (path, body, Authorization header).
 
 Faults: `server.fault = fn(body, seen) -> name | None`, where `seen` counts earlier requests with the same body:
 `429` (Retry-After: 0), `429ms` (retry-after-ms: 20), `500`, `503`, `400`, `401` (its message echoes the
@@ -82,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
         if fault == "bad_body":
             return self._send(200, b"<html>gateway hiccup</html>")
-        content, finish = canned_content(body), "stop"
+        content, finish = (self.server.owner.responder or canned_content)(body), "stop"
         if fault == "malformed":
             content = "Sure! Here is an example you might like: user_query is about cats."
         elif fault == "truncated":
@@ -107,6 +107,7 @@ class ChatServer:
     def __init__(self, delay: float = 0.0, slow_seconds: float = 2.0):
         self.delay, self.slow_seconds = delay, slow_seconds
         self.fault = None
+        self.responder = None  # fn(body) -> content, instead of canned_content
         self.log: list[tuple[str, dict | None, str | None]] = []
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
