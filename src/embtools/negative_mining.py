@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from embtools.cli import info
 from embtools.example_schema import filter_meta, text
 from embtools.instructions import model_takes_instructions, with_instruction
 from embtools.mining_pool import TextPool, candidate_texts
@@ -107,6 +108,7 @@ class NegativeMiner:
             for source in self.settings.candidate_sources:
                 for value in candidate_texts(source):
                     self.pool.add(value)
+            info(f"emb-filter: encoding {len(self.pool)} candidate texts with {self.settings.model} for mining")
             index = self._build_index()
             spool.seek(0)
             lines = (orjson.loads(line) for line in spool)
@@ -140,21 +142,25 @@ class NegativeMiner:
         return vectors
 
     def _complete(self, batch: list[Record], index, sink: RejectSink) -> Iterator[Record]:
-        vectors = self._query_vectors(batch)
-        wanted = [i for i, r in enumerate(batch) if r.get("negative") is None]
-        found_scores, found_rows = (index.search(vectors[wanted], min(self.settings.last_rank, index.ntotal))
-                                    if wanted else (None, None))
-        ranked = {i: (found_rows[n], found_scores[n]) for n, i in enumerate(wanted)}
-        for i, record in enumerate(batch):
-            positive_row = self.pool.row_of(text(record, "positive"))
-            positive_score = float(vectors[i] @ index.reconstruct(positive_row))
-            if i in ranked:
-                self._fill(record, ranked[i], positive_score)
-            reason = self._inconsistency(record, vectors[i], index, positive_score)
+        """The batch with negatives filled in; queries are encoded only where mining or the consistency check needs
+        them."""
+        needed = [r for r in batch if r.get("negative") is None or self.settings.consistency]
+        vectors = dict(zip(map(id, needed), self._query_vectors(needed))) if needed else {}
+        wanted = [r for r in needed if r.get("negative") is None]
+        k = min(self.settings.last_rank, index.ntotal)
+        if wanted and k:
+            scores, rows = index.search(np.stack([vectors[id(r)] for r in wanted]), k)
+            for record, row_ids, row_scores in zip(wanted, rows, scores):
+                self._fill(record, (row_ids, row_scores), self._positive_score(record, vectors[id(record)], index))
+        for record in batch:
+            reason = self._inconsistency(record, vectors.get(id(record)), index)
             if reason:
                 sink.reject(record, reason)
-                continue
-            yield record
+            else:
+                yield record
+
+    def _positive_score(self, record: Record, vector: np.ndarray, index) -> float:
+        return float(vector @ index.reconstruct(self.pool.row_of(text(record, "positive"))))
 
     def _fill(self, record: Record, ranking, positive_score: float) -> None:
         self.stats.wanted += 1
@@ -176,11 +182,11 @@ class NegativeMiner:
         self.stats.negative_scores[round(score, 3)] += 1
         self.stats.positive_scores[round(positive_score, 3)] += 1
 
-    def _inconsistency(self, record: Record, vector: np.ndarray, index, positive_score: float) -> str | None:
-        if not self.settings.consistency or record.get("negative") is None:
+    def _inconsistency(self, record: Record, vector: np.ndarray | None, index) -> str | None:
+        if not self.settings.consistency or record.get("negative") is None or vector is None:
             return None
-        negative_row = self.pool.row_of(text(record, "negative"))
-        negative_score = float(vector @ index.reconstruct(negative_row))
+        positive_score = self._positive_score(record, vector, index)
+        negative_score = float(vector @ index.reconstruct(self.pool.row_of(text(record, "negative"))))
         if negative_score >= positive_score:
             return f"{INCONSISTENT}: positive scores {positive_score:.3f}, negative {negative_score:.3f}"
         return None
