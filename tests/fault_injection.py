@@ -10,6 +10,7 @@ Used by tests/test_reliability_faults.py; any command that writes files can plug
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import shutil
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -51,7 +53,8 @@ def jsonl_ids(path: Path) -> list:
 class FaultCase:
     """One command to kill: `command` writes `output` (a file or folder); `reset` puts the world back as it was
     before a run (by default: delete the output); `rerun` is the command a user would re-run after a kill
-    (default: the same); `before` is the output's state before a run (default: absent). With `rerun_when_whole`
+    (default: the same); `before` is the output's state before a run (default: absent; compared through `view`,
+    as the reference is, with `same`). With `rerun_when_whole`
     off (commands that cannot be repeated, like `emb-index add`), a kill that left the output whole is not followed
     by a re-run; the temporaries it may have left are then removed as the next writer of the output removes them."""
 
@@ -63,6 +66,9 @@ class FaultCase:
     rerun: list[str] | None = None
     before: Snapshot = None
     rerun_when_whole: bool = True
+    view: Callable[[Path], Any] = snapshot  # what is compared of the output (default: every byte)
+    same: Callable[[Any, Any], bool] = operator.eq
+    watch: list[Path] = field(default_factory=list)  # more folders that must hold no temporaries at the end
 
     def do_reset(self) -> None:
         if self.reset:
@@ -94,7 +100,7 @@ def run_to_end(command: list[str], env: dict[str, str], stdin: Path | None, time
     assert process.returncode == 0, f"{command} exited {process.returncode}: {err.decode()[-2000:]}"
 
 
-def timed_reference(case: FaultCase) -> tuple[Snapshot, float, float]:
+def timed_reference(case: FaultCase) -> tuple[Any, float, float]:
     """Run the case uninterrupted: (its output, seconds to the first temporary output, seconds in all)."""
     case.do_reset()
     started = time.monotonic()
@@ -107,7 +113,7 @@ def timed_reference(case: FaultCase) -> tuple[Snapshot, float, float]:
     total = time.monotonic() - started
     assert process.returncode == 0, f"{case.command}: {process.stderr.read().decode()[-2000:]}"
     process.stderr.close()
-    return snapshot(case.output), (first_write if first_write is not None else 0.5 * total), total
+    return case.view(case.output), (first_write if first_write is not None else 0.5 * total), total
 
 
 def kill_at(case: FaultCase, delay: float) -> bool:
@@ -124,23 +130,28 @@ def kill_at(case: FaultCase, delay: float) -> bool:
         process.stderr.close()
 
 
-def inject(case: FaultCase, seeds: list[int], reference: Snapshot, window: tuple[float, float]) -> list[KillReport]:
+def _temporaries_of(case: FaultCase) -> list[str]:
+    return [name for folder in (case.output.parent, *case.watch) if folder.is_dir() for name in temporaries(folder)]
+
+
+def inject(case: FaultCase, seeds: list[int], reference: Any, window: tuple[float, float]) -> list[KillReport]:
     """For each seed: reset, kill at a seeded moment in `window`, check the state, re-run, compare to reference."""
     reports = []
     for seed in seeds:
         case.do_reset()
         delay = random.Random(seed).uniform(*window)
         killed = kill_at(case, delay)
-        state = snapshot(case.output)
-        verdict = "before" if state == case.before else "whole" if state == reference else "partial"
+        state = case.view(case.output)
+        verdict = ("before" if case.same(state, case.before) else "whole" if case.same(state, reference)
+                   else "partial")
         assert verdict != "partial", f"seed {seed}: a kill after {delay:.2f} s left a partial {case.output}"
-        leftovers = temporaries(case.output.parent)
+        leftovers = _temporaries_of(case)
         if verdict == "before" or case.rerun_when_whole:
             run_to_end(case.rerun or case.command, case.env, case.stdin)
         else:
             remove_stale_temporaries(case.output)
-        assert snapshot(case.output) == reference, f"seed {seed}: the re-run after a kill differs from the reference"
-        remaining = temporaries(case.output.parent)
+        assert case.same(case.view(case.output), reference), f"seed {seed}: the re-run differs from the reference"
+        remaining = _temporaries_of(case)
         assert not remaining, f"seed {seed}: temporaries left after the re-run: {remaining}"
         reports.append(KillReport(seed, delay, killed, verdict, leftovers))
     return reports

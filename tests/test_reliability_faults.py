@@ -19,7 +19,7 @@ from fault_injection import FaultCase, inject, jsonl_ids, kill_window, snapshot,
 
 BIN = Path(sys.executable).parent
 SEEDS = [11, 23, 37]
-ENCODE_SEEDS = [11, 23]
+SLOW_SEEDS = [11]  # one kill for the commands whose runs take 10-40 s here (model loading)
 
 
 def _vectors_file(path: Path, count: int, dim: int, start: int = 0) -> Path:
@@ -30,10 +30,12 @@ def _vectors_file(path: Path, count: int, dim: int, start: int = 0) -> Path:
     return path
 
 
-def _run_case(case: FaultCase, seeds: list[int]):
+def _run_case(case: FaultCase, seeds: list[int], end: float = 1.05):
+    """The reference run, then a kill and re-run per seed; `end` < 1 makes sure a single seed kills a running one."""
     reference, first_write, total = timed_reference(case)
     assert reference is not None and not temporaries(case.output.parent)
-    reports = inject(case, seeds, reference, kill_window(first_write, total))
+    start, _ = kill_window(first_write, total)
+    reports = inject(case, seeds, reference, (start, max(start, total * end)))
     assert any(r.killed for r in reports), f"no seed killed a running process: {reports}"
     return reference, reports
 
@@ -48,7 +50,7 @@ def test_emb_encode_killed_anywhere_reruns_to_the_same_file(tmp_path, sts_dev):
     case = FaultCase([str(BIN / "emb-encode"), "-m", "minilm-l6", "--dtype", "float32", "--chunk-size", "4",
                       "--max-length", "32", str(texts), "-o", str(out)], out,
                      env={"EMBTOOLS_HOME": str(tmp_path / "home")})
-    reference, _ = _run_case(case, ENCODE_SEEDS)
+    reference, _ = _run_case(case, SLOW_SEEDS, end=0.9)
     assert jsonl_ids(out) == [f"s{i}" for i in range(48)]  # none duplicated, truncated or missing
     assert orjson.loads(reference.splitlines()[0])["id"] == "s0"
 
@@ -116,3 +118,83 @@ def test_a_crash_at_any_step_of_a_folder_swap_loses_nothing(tmp_path, step, exch
     remove_stale_temporaries(target)  # what the next writer of `target` does first
     assert (target / "data").read_text() in ("old", "new")
     assert temporaries(tmp_path) == []
+
+
+# --- the synthetic-data and training commands ----------------------------------------------------------------------
+
+def _examples_file(path: Path, sentences: list[str], count: int) -> Path:
+    records = [{"id": i, "task_type": "short-short", "instruction": "Retrieve semantically similar text",
+                "query": sentences[(2 * i) % len(sentences)], "positive": sentences[(2 * i + 1) % len(sentences)],
+                "negative": None, "language": "English", "meta": {"n": i}} for i in range(count)]
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return path
+
+
+def test_emb_filter_killed_anywhere_reruns_to_the_same_file(tmp_path, sts_dev):
+    sentences = [s for p in sts_dev for s in (p["sentence1"], p["sentence2"])]
+    examples = _examples_file(tmp_path / "examples.jsonl", sentences, 1500)  # repeats: dedup state matters
+    out = tmp_path / "out" / "kept.jsonl"
+    out.parent.mkdir()
+    case = FaultCase([str(BIN / "emb-filter"), str(examples), "-o", str(out), "--report", str(out.parent / "r.md"),
+                      "--no-language-check", "--no-guidelines"], out)
+    _run_case(case, SEEDS[:2])
+    kept = jsonl_ids(out)
+    assert len(kept) == len(set(kept)) and 0 < len(kept) < 1500 and kept == sorted(kept)
+
+
+def test_emb_generate_killed_anywhere_reruns_to_the_same_file(tmp_path):
+    from chat_server import ChatServer
+
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_bytes(b"".join(orjson.dumps({"id": i, "task_type": "short-long", "task": f"Find papers on topic {i}"})
+                               + b"\n" for i in range(60)))
+    out, cache = tmp_path / "out" / "examples.jsonl", tmp_path / "cache"
+    out.parent.mkdir()
+    with ChatServer(delay=0.02) as server:
+        case = FaultCase([str(BIN / "emb-generate"), "--base-url", server.url, "-c", "4", "--cache", str(cache),
+                          str(tasks), "-o", str(out)], out, env={"OPENAI_API_KEY": "sk-test"},
+                         reset=lambda: (out.unlink(missing_ok=True), shutil.rmtree(cache, ignore_errors=True)))
+        _run_case(case, SEEDS)
+    assert jsonl_ids(out) == list(range(60))  # one example per task, in task order: none lost or repeated
+
+
+def _adapter(folder: Path):
+    from safetensors.numpy import load_file
+
+    path = folder / "adapter_model.safetensors"
+    return load_file(str(path)) if path.is_file() else None
+
+
+def _same_weights(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+@pytest.mark.slow
+def test_emb_train_killed_anywhere_resumes_to_the_same_weights(tmp_path, sts_dev):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    from embtools.model_loading import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m"))
+    torch.manual_seed(0)
+    LlamaModel(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+               ).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    sentences = [s for p in sts_dev for s in (p["sentence1"], p["sentence2"])]
+    examples = _examples_file(tmp_path / "examples.jsonl", sentences, 48)
+    out = tmp_path / "out" / "model"
+    out.parent.mkdir()
+    command = [sys.executable, "-m", "embtools.commands.train", str(examples), "-m", str(tmp_path / "tiny"), "-o",
+               str(out), "--max-steps", "6", "--save-every", "1", "--batch-size", "4", "--mini-batch-size", "2",
+               "--max-length", "24", "--lr", "1e-3", "--warmup-steps", "1", "--seed", "7", "--lora-dropout", "0",
+               "--resume"]
+    checkpoints = out.with_name("model.checkpoints")
+    case = FaultCase(command, out, env={"OMP_NUM_THREADS": "1"}, view=_adapter, same=_same_weights,
+                     reset=lambda: [shutil.rmtree(p, ignore_errors=True) for p in (out, checkpoints)],
+                     watch=[checkpoints])
+    _run_case(case, SLOW_SEEDS, end=0.9)
