@@ -15,7 +15,6 @@ from embtools.errors import EmbtoolsError
 
 _COMMON: dict[str, Any] = {
     "gradient_accumulation_steps": 1,
-    "gradient_clipping": 1.0,
     "steps_per_print": 10**9,
     "wall_clock_breakdown": False,
 }

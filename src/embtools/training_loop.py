@@ -86,8 +86,12 @@ def make_accelerator(config: TrainConfig):
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
     handlers = [InitProcessGroupKwargs(backend="gloo")] if world_size() > 1 and not torch.cuda.is_available() else []
-    plugin = DeepSpeedPlugin(hf_ds_config=config.deepspeed) if config.deepspeed else None
-    return Accelerator(mixed_precision=config.mixed_precision, deepspeed_plugin=plugin, kwargs_handlers=handlers)
+    plugin = DeepSpeedPlugin(hf_ds_config=config.deepspeed, zero3_init_flag=False) if config.deepspeed else None
+    # On CPUs, plain multi-process training needs cpu=True (else accelerate sees DistributedType.NO and wraps no
+    # DDP); DeepSpeed needs cpu=False (cpu=True silently drops the plugin) and does its own gradient reduction.
+    cpu = not torch.cuda.is_available() and plugin is None
+    return Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, deepspeed_plugin=plugin,
+                       kwargs_handlers=handlers)
 
 
 def seed_everything(seed: int) -> None:
