@@ -22,6 +22,7 @@ from embtools.embedding_codec import decode_vector
 from embtools.embedding_stream import text_record_validator, validate_text_record
 from embtools.errors import EmbtoolsError, InputError
 from embtools.example_schema import TASK_TYPES, schema_problem
+from embtools.model_output import OutputRejected, parse_json_object, parse_string_list
 from embtools.records import MAX_NESTING, RejectSink, read_records
 from embtools.synthetic_jobs import validate_task_record
 from embtools.training_data import validate_example
@@ -352,3 +353,32 @@ def test_train_validator_accepts_exactly_trainable_examples(record):
         assert expected
     except InputError as exc:
         assert not expected and "\n" not in str(exc)
+
+
+# --- model output is data: the parsers of emb-generate and emb-brainstorm -------------------------------------------
+
+_pieces = st.sampled_from(["```json\n", "```", "{", "}", "[", "]", '"user_query"', ": ", ", ", '"x"', "'y'", "1e999",
+                           "NaN", "None", "\\", "\n", "__import__('os')", "lambda: 0", "1" * 5000])
+model_answers = st.none() | st.text(max_size=80) | st.lists(_pieces | st.text(max_size=5), max_size=20).map("".join)
+
+
+@FAST
+@given(content=model_answers, truncated=st.booleans())
+def test_model_output_parses_or_is_a_counted_reject(content, truncated):
+    for parse in (lambda: parse_json_object(content, ("user_query",), truncated), lambda: parse_string_list(content)):
+        try:
+            value = parse()
+        except OutputRejected as exc:
+            assert exc.reason and "\n" not in exc.reason
+            continue
+        assert isinstance(value, (dict, list))
+
+
+@pytest.mark.xfail(strict=True, reason="model_output: json.loads/ast.literal_eval raise RecursionError on deeply "
+                                       "nested answers, which escapes OutputRejected and ends the whole emb-generate "
+                                       "run ('unexpected RecursionError') instead of one counted parse_error")
+@pytest.mark.parametrize("content", ['{"user_query": ' + "[" * 50_000 + "]" * 50_000 + "}", "[" * 50_000 + "]" * 50_000])
+def test_a_deeply_nested_model_answer_is_a_counted_reject(content):
+    for parse in (lambda: parse_json_object(content, ("user_query",)), lambda: parse_string_list(content)):
+        with pytest.raises(OutputRejected):
+            parse()
