@@ -36,6 +36,9 @@ def _run_case(case: FaultCase, seeds: list[int], end: float = 1.05):
     assert reference is not None and not temporaries(case.output.parent)
     start, _ = kill_window(first_write, total)
     reports = inject(case, seeds, reference, (start, max(start, total * end)))
+    print(f"{Path(case.command[0]).name} {case.command[1:2]}: reference {total:.1f} s, first write {first_write:.1f} s;",
+          "; ".join(f"seed {r.seed}: kill at {r.delay:.2f} s -> {r.state if r.killed else 'finished first'}"
+                    f"{', left ' + str(len(r.leftovers)) + ' temporaries' if r.leftovers else ''}" for r in reports))
     assert any(r.killed for r in reports), f"no seed killed a running process: {reports}"
     return reference, reports
 
