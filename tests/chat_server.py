@@ -6,7 +6,7 @@ Python list of tasks; the text depends only on the request (prompt and seed), so
 GET /v1/models lists "test-model". `server.responder = fn(body) -> str` replaces the answers. Every request is logged (path, body, Authorization header).
 
 Faults: `server.fault = fn(body, seen) -> name | None`, where `seen` counts earlier requests with the same body:
-`429` (Retry-After: 0), `429ms` (retry-after-ms: 20), `500`, `503`, `400`, `401` (its message echoes the
+`429` (Retry-After: 0), `429ms` (retry-after-ms: 20), `500`, `503`, `400`, `400rf` (refuses response_format), `401` (its message echoes the
 Authorization header, as careless servers do), `slow` (sleeps `slow_seconds` before answering), `drop` (closes the
 connection without a response), `malformed` (200 with prose, no JSON), `bad_body` (a 200 that is not JSON),
 `truncated` (half a JSON object, finish_reason length), `wrong_type` (a value that is a number).
@@ -73,10 +73,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body: dict, fault: str | None) -> None:
         errors = {"429": (429, {"Retry-After": "0"}), "429ms": (429, {"retry-after-ms": "20"}),
-                  "500": (500, {"retry-after-ms": "10"}), "503": (503, {}), "400": (400, {})}
+                  "500": (500, {"retry-after-ms": "10"}), "503": (503, {}), "400": (400, {}), "400rf": (400, {})}
         if fault in errors:
             status, headers = errors[fault]
-            return self._send(status, {"error": {"message": f"injected {fault}"}}, headers)
+            message = "response_format is not supported" if fault == "400rf" else f"injected {fault}"
+            return self._send(status, {"error": {"message": message}}, headers)
         if fault == "401":
             auth = self.headers.get("Authorization")
             return self._send(401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
@@ -99,6 +100,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     owner: "ChatServer"
+
+    def handle_error(self, request, client_address) -> None:  # a client that timed out and left is expected
+        pass
 
 
 class ChatServer:

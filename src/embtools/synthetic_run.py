@@ -80,7 +80,7 @@ class JobRunner:
         self._slots = asyncio.Semaphore(concurrency)
 
     async def __call__(self, job: Job) -> Outcome:
-        cached = self.cache.get(job.request) if self.cache else None
+        cached = self.cache.get(job.request) if self.cache is not None else None
         if cached is not None:
             return Outcome(job, cached)
         if not self.budget.reserve_request():
@@ -94,7 +94,7 @@ class JobRunner:
             except RequestFailed as failure:
                 return Outcome(job, failure=failure)
         self.budget.tokens += result.total_tokens
-        if self.cache:
+        if self.cache is not None:
             self.cache.put(job.request, result)
         return Outcome(job, result)
 
