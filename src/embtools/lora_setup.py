@@ -64,6 +64,7 @@ def trainable_parameters(model: Any) -> list[tuple[str, Any]]:
 
 
 def describe_parameters(model: Any) -> str:
-    trainable = sum(p.numel() for _, p in trainable_parameters(model))
-    total = sum(p.numel() for p in model.parameters())
+    size = lambda p: getattr(p, "ds_numel", p.numel())  # noqa: E731  (ZeRO-3 partitions report 0 elements)
+    trainable = sum(size(p) for _, p in trainable_parameters(model))
+    total = sum(size(p) for p in model.parameters())
     return f"{trainable:,} trainable parameters of {total:,} ({100 * trainable / max(total, 1):.2f}%)"

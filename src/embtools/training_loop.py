@@ -31,7 +31,7 @@ from embtools.lora_setup import (LoraSettings, add_lora, describe_parameters, en
 from embtools.model_export import export_model
 from embtools.model_loading import inspect_model
 from embtools.records import RejectSink
-from embtools.text_batches import TextBatcher
+from embtools.text_batches import TextBatcher, stack_batches
 from embtools.training_checkpoint import (check_compatible, latest_checkpoint, load_checkpoint, load_engine_checkpoint,
                                           read_state, rng_states, save_checkpoint, save_engine_checkpoint)
 from embtools.training_data import (DataSource, TrainingExample, epoch_batches, load_examples,
@@ -201,10 +201,24 @@ def train_step(model, batcher: TextBatcher, loss_fn: InfoNCELoss, batch: list[Tr
     groups = [_chunks(queries, size), _chunks(positives, size), _chunks(negatives, size) if negatives else []]
     embed = lambda tokens: batcher.embed(model, tokens)  # noqa: E731
     tokens = queries.tokens + positives.tokens + (negatives.tokens if negatives else 0)
-    if len(batch) <= size or config.deepspeed:
+    if config.deepspeed:
+        return one_pass_backward(batcher, model, [queries, positives, negatives], loss_of, accelerator) / scale, tokens
+    if len(batch) <= size:
         return plain_backward(embed, groups, loss_of, accelerator.backward) / scale, tokens
     sync = lambda last: contextlib.nullcontext() if last else accelerator.no_sync(model)  # noqa: E731
     return grad_cache_backward(embed, groups, loss_of, accelerator.backward, sync) / scale, tokens
+
+
+def one_pass_backward(batcher: TextBatcher, model, batches: list, loss_fn, accelerator) -> torch.Tensor:
+    """DeepSpeed: queries, positives and negatives in one forward and one backward. ZeRO-3 reduces each gradient
+    once per backward, and several forwards (or reentrant checkpointing over several) would hand it a parameter
+    twice; DeepSpeed also steps inside accelerate's backward, so GradCache's several backwards cannot be used."""
+    present = [b for b in batches if b is not None]
+    vectors = torch.split(batcher.embed(model, stack_batches(present, batcher.pad_id)),
+                          [b.input_ids.shape[0] for b in present])
+    loss = loss_fn(*vectors, *([None] * (len(batches) - len(present))))
+    accelerator.backward(loss)
+    return loss.detach()
 
 
 @dataclass
@@ -324,6 +338,19 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     return finish(config, accelerator, model, tokenizer, spec, pools, state, work_dir, started)
 
 
+@contextlib.contextmanager
+def without_zero3_init():
+    """transformers partitions every model it loads while a ZeRO-3 config is registered; this load is local."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
 def final_model(config: TrainConfig, accelerator, model, spec):
     """The trained model as one plain (unsharded) module on rank 0; None elsewhere."""
     if not config.deepspeed:
@@ -332,7 +359,8 @@ def final_model(config: TrainConfig, accelerator, model, spec):
     if not accelerator.is_main_process:
         return None
     plain = TrainConfig(**{**config.__dict__, "deepspeed": None, "gradient_checkpointing": False})
-    fresh, _ = build_model(plain, spec)
+    with without_zero3_init():  # rank 0 alone: a ZeRO-3 partitioned load would wait for the other ranks forever
+        fresh, _ = build_model(plain, spec)
     missing = {n for n, _ in trainable_parameters(fresh)} - set(weights)
     if missing:
         raise EmbtoolsError(f"DeepSpeed returned no weights for {sorted(missing)[0]}...")
