@@ -143,3 +143,11 @@ class ChatServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+if __name__ == "__main__":  # a server in its own process (the bench): prints its URL, serves until killed
+    import sys
+
+    running = ChatServer(delay=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0)
+    print(running.url, flush=True)
+    threading.Event().wait()

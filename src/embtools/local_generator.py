@@ -123,9 +123,11 @@ class LocalGenerator:
             return
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         from embtools.model_loading import resolve_model_path
 
+        hf_logging.disable_progress_bar()
         path = resolve_model_path(self.name)
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(path)
@@ -259,9 +261,9 @@ class _SchemaDecoder:
     def _connector(self, row: _Row, rest: str) -> str | None:
         """What follows a closed value: the next key's opening, or None when the answer is complete."""
         separator = "" if rest.lstrip().startswith(",") else ","
-        if row.request.shape.is_list:
+        if row.request.shape.is_list:  # a small model closes its list after a few items: go on to about 20
             full = len(row.values) >= MAX_LIST_ITEMS or row.budget - row.used < 4
-            return None if full or "]" in rest else separator + ' "'
+            return None if full else separator + ' "'
         if len(row.values) >= len(row.keys):
             return None
         return separator + f' "{row.keys[len(row.values)]}": "'
