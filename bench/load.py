@@ -80,12 +80,14 @@ def _tree_rss_mib(pid: int) -> int:
 
 
 def _quarters(samples: list[tuple[float, int, int]]) -> dict:
-    """encode and index RSS at 25/50/75/100% of the run's time (the sample nearest each)."""
-    if not samples:
-        return {}
-    end = samples[-1][0]
-    picks = [min(samples, key=lambda s: abs(s[0] - end * q / 4)) for q in (1, 2, 3, 4)]
-    return {"encode": [p[1] for p in picks], "index": [p[2] for p in picks]}
+    """Each stage's RSS at 25/50/75/100% of its own lifetime (the samples where it was running)."""
+    found = {}
+    for stage, column in (("encode", 1), ("index", 2)):
+        alive = [(s[0], s[column]) for s in samples if s[column]]
+        if alive:
+            end = alive[-1][0]
+            found[stage] = [min(alive, key=lambda s: abs(s[0] - end * q / 4))[1] for q in (1, 2, 3, 4)]
+    return found
 
 
 def growth(small: dict, large: dict) -> dict:

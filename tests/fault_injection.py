@@ -116,16 +116,20 @@ def timed_reference(case: FaultCase) -> tuple[Any, float, float]:
     return case.view(case.output), (first_write if first_write is not None else 0.5 * total), total
 
 
-def kill_at(case: FaultCase, delay: float) -> bool:
-    """Start the case, SIGKILL its process group after `delay` seconds; True if it was still running."""
+def kill_at(case: FaultCase, delay: float, after_first_write: bool = False) -> tuple[bool, float]:
+    """Start the case, SIGKILL its process group `delay` seconds after its start (or after its first temporary output
+    appears); (whether it was still running, seconds from its start to the kill)."""
+    started = time.monotonic()
     process = _popen(case.command, case.env, case.stdin)
     try:
+        while after_first_write and process.poll() is None and not _temporaries_of(case):
+            time.sleep(0.01)
         process.wait(timeout=delay)
-        return False
+        return False, time.monotonic() - started
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        return True
+        return True, time.monotonic() - started
     finally:
         process.stderr.close()
 
@@ -134,13 +138,15 @@ def _temporaries_of(case: FaultCase) -> list[str]:
     return [name for folder in (case.output.parent, *case.watch) if folder.is_dir() for name in temporaries(folder)]
 
 
-def inject(case: FaultCase, seeds: list[int], reference: Any, window: tuple[float, float]) -> list[KillReport]:
-    """For each seed: reset, kill at a seeded moment in `window`, check the state, re-run, compare to reference."""
+def inject(case: FaultCase, seeds: list[int], reference: Any, window: tuple[float, float],
+           after_first_write: bool = False) -> list[KillReport]:
+    """For each seed: reset, kill at a seeded moment in `window` (seconds from the start, or from the first temporary
+    output with `after_first_write`), check the state, re-run, compare to `reference` (the output of an uninterrupted
+    run, as `case.view` sees it)."""
     reports = []
     for seed in seeds:
         case.do_reset()
-        delay = random.Random(seed).uniform(*window)
-        killed = kill_at(case, delay)
+        killed, delay = kill_at(case, random.Random(seed).uniform(*window), after_first_write)
         state = case.view(case.output)
         verdict = ("before" if case.same(state, case.before) else "whole" if case.same(state, reference)
                    else "partial")

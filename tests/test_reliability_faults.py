@@ -43,19 +43,41 @@ def _run_case(case: FaultCase, seeds: list[int], end: float = 1.05):
     return reference, reports
 
 
+def _embeddings(path: Path):
+    """(ids, vectors) of an embedding file, or None when there is none."""
+    if not path.is_file():
+        return None
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    return [r["id"] for r in rows], np.array([r["embedding"] for r in rows], dtype=np.float32)
+
+
+def _same_embeddings(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a[0] == b[0] and np.allclose(a[1], b[1], atol=1e-6)
+
+
 @pytest.mark.slow
-def test_emb_encode_killed_anywhere_reruns_to_the_same_file(tmp_path, sts_dev):
+def test_emb_encode_killed_while_writing_reruns_to_the_same_file(tmp_path, sts_dev):
+    """The reference is computed in this process (same settings, same chunks), which saves a 15-50 s model-loading run."""
+    from embtools.embedding_stream import embed_records
+    from embtools.encoder import EncodeSettings, Encoder
+
+    records = [{"id": f"s{i}", "text": p["sentence1"]} for i, p in enumerate(sts_dev[:48])]
     texts = tmp_path / "texts.jsonl"
-    texts.write_bytes(b"".join(orjson.dumps({"id": f"s{i}", "text": p["sentence1"]}) + b"\n"
-                               for i, p in enumerate(sts_dev[:48])))
+    texts.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    encoder = Encoder("minilm-l6", EncodeSettings(dtype="float32", max_length=32))
+    expected = list(embed_records([dict(r) for r in records], encoder, chunk_size=4))
+    reference = ([r["id"] for r in expected], np.array([r["embedding"] for r in expected], dtype=np.float32))
     out = tmp_path / "out" / "emb.jsonl"
     out.parent.mkdir()
     case = FaultCase([str(BIN / "emb-encode"), "-m", "minilm-l6", "--dtype", "float32", "--chunk-size", "4",
                       "--max-length", "32", str(texts), "-o", str(out)], out,
-                     env={"EMBTOOLS_HOME": str(tmp_path / "home")})
-    reference, _ = _run_case(case, SLOW_SEEDS, end=0.9)
+                     env={"EMBTOOLS_HOME": str(tmp_path / "home")}, view=_embeddings, same=_same_embeddings)
+    reports = inject(case, SLOW_SEEDS, reference, (0.0, 0.3), after_first_write=True)
+    print("emb-encode:", reports)
+    assert any(r.killed for r in reports)
     assert jsonl_ids(out) == [f"s{i}" for i in range(48)]  # none duplicated, truncated or missing
-    assert orjson.loads(reference.splitlines()[0])["id"] == "s0"
 
 
 def test_emb_index_build_killed_anywhere_reruns_to_the_same_folder(tmp_path):
@@ -64,7 +86,7 @@ def test_emb_index_build_killed_anywhere_reruns_to_the_same_folder(tmp_path):
     out.parent.mkdir()
     command = [str(BIN / "emb-index"), "build", str(vectors), "-o", str(out), "--batch-size", "50"]
     case = FaultCase(command, out, rerun=[*command, "--overwrite"])
-    _run_case(case, SEEDS + [41])
+    _run_case(case, SEEDS)
     index = VectorIndex.load(out)
     assert index.ids == [f"v{i}" for i in range(6000)] and index.ntotal == 6000
 
@@ -81,7 +103,7 @@ def test_emb_index_add_killed_anywhere_leaves_old_or_new_index(tmp_path):
     case = FaultCase([str(BIN / "emb-index"), "add", str(more), "--index", str(out), "--batch-size", "50"], out,
                      reset=lambda: (shutil.rmtree(out, ignore_errors=True), shutil.copytree(base, out)),
                      before=snapshot(base), rerun_when_whole=False)
-    _run_case(case, SEEDS + [41])
+    _run_case(case, SEEDS)
     assert VectorIndex.load(out).ids == [f"v{i}" for i in range(8000)]
 
 
@@ -138,9 +160,9 @@ def test_emb_filter_killed_anywhere_reruns_to_the_same_file(tmp_path, sts_dev):
     examples = _examples_file(tmp_path / "examples.jsonl", sentences, 1500)  # repeats: dedup state matters
     out = tmp_path / "out" / "kept.jsonl"
     out.parent.mkdir()
-    case = FaultCase([str(BIN / "emb-filter"), str(examples), "-o", str(out), "--report", str(out.parent / "r.md"),
-                      "--no-language-check", "--no-guidelines"], out)
-    _run_case(case, SEEDS[:2])
+    case = FaultCase([str(BIN / "emb-filter"), str(examples), "-o", str(out), "--no-language-check",
+                      "--no-guidelines"], out)
+    _run_case(case, SEEDS[:1], end=0.9)
     kept = jsonl_ids(out)
     assert len(kept) == len(set(kept)) and 0 < len(kept) < 1500 and kept == sorted(kept)
 
@@ -157,25 +179,25 @@ def test_emb_generate_killed_anywhere_reruns_to_the_same_file(tmp_path):
         case = FaultCase([str(BIN / "emb-generate"), "--base-url", server.url, "-c", "4", "--cache", str(cache),
                           str(tasks), "-o", str(out)], out, env={"OPENAI_API_KEY": "sk-test"},
                          reset=lambda: (out.unlink(missing_ok=True), shutil.rmtree(cache, ignore_errors=True)))
-        _run_case(case, SEEDS)
+        _run_case(case, SEEDS[:2])
     assert jsonl_ids(out) == list(range(60))  # one example per task, in task order: none lost or repeated
 
 
-def _adapter(folder: Path):
+def _trained(folder: Path):
+    """(the steps in train_log.jsonl, whether the adapter loads with finite weights), or None without a folder."""
     from safetensors.numpy import load_file
 
-    path = folder / "adapter_model.safetensors"
-    return load_file(str(path)) if path.is_file() else None
-
-
-def _same_weights(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    if not folder.exists():
+        return None
+    steps = tuple(orjson.loads(line)["step"] for line in (folder / "train_log.jsonl").read_bytes().splitlines())
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    return steps, bool(weights) and all(np.isfinite(w).all() for w in weights.values())
 
 
 @pytest.mark.slow
-def test_emb_train_killed_anywhere_resumes_to_the_same_weights(tmp_path, sts_dev):
+def test_emb_train_killed_while_checkpointing_resumes_to_a_whole_model(tmp_path, sts_dev):
+    """Killed after its first checkpoint began, then re-run with --resume: the model folder is whole, every step
+    logged once. (That a resumed run equals an uninterrupted one is tests/test_train.py's kill -9 test.)"""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaModel
 
@@ -197,7 +219,9 @@ def test_emb_train_killed_anywhere_resumes_to_the_same_weights(tmp_path, sts_dev
                "--max-length", "24", "--lr", "1e-3", "--warmup-steps", "1", "--seed", "7", "--lora-dropout", "0",
                "--resume"]
     checkpoints = out.with_name("model.checkpoints")
-    case = FaultCase(command, out, env={"OMP_NUM_THREADS": "1"}, view=_adapter, same=_same_weights,
+    case = FaultCase(command, out, env={"OMP_NUM_THREADS": "1"}, view=_trained,
                      reset=lambda: [shutil.rmtree(p, ignore_errors=True) for p in (out, checkpoints)],
                      watch=[checkpoints])
-    _run_case(case, SLOW_SEEDS, end=0.9)
+    reports = inject(case, SLOW_SEEDS, ((1, 2, 3, 4, 5, 6), True), (0.0, 2.0), after_first_write=True)
+    print("emb-train:", reports)
+    assert any(r.killed for r in reports)

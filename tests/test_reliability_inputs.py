@@ -28,7 +28,7 @@ from embtools.synthetic_jobs import validate_task_record
 from embtools.training_data import validate_example
 from embtools.vector_index import EmbeddingChecker
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False,
                                                                                      allow_infinity=False) | st.text()
