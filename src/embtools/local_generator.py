@@ -77,6 +77,12 @@ def decode_value(raw: str) -> str:
         return raw
 
 
+def _repeats_itself(items: list[str]) -> bool:
+    """The last list item is a fragment (under three words) or the start of an earlier item: the list degenerates."""
+    last = items[-1].strip()
+    return len(items) > 1 and (len(last.split()) < 3 or any(item.startswith(last) for item in items[:-1]))
+
+
 class LocalGenerator:
     """Answers ChatRequests with a local causal LM, batching concurrent requests."""
 
@@ -262,6 +268,9 @@ class _SchemaDecoder:
         """What follows a closed value: the next key's opening, or None when the answer is complete."""
         separator = "" if rest.lstrip().startswith(",") else ","
         if row.request.shape.is_list:  # a small model closes its list after a few items: go on to about 20
+            if _repeats_itself(row.values):  # ... unless it has started to repeat itself
+                row.values.pop()
+                return None
             full = len(row.values) >= MAX_LIST_ITEMS or row.budget - row.used < 4
             return None if full else separator + ' "'
         if len(row.values) >= len(row.keys):
