@@ -7,6 +7,7 @@ should grow by about the index's own growth (N x 384 x 4 bytes for Flat), nothin
 
     .venv/bin/python bench/load.py                      # 20k and 100k texts (minutes on a 2-core CPU)
     .venv/bin/python bench/load.py --sizes 2000,10000   # quicker; the growth per text is what matters
+    .venv/bin/python bench/load.py --generate 1000,10000  # emb-generate -c 256 against a local server
 """
 
 from __future__ import annotations
@@ -98,11 +99,52 @@ def growth(small: dict, large: dict) -> dict:
             "index_file_growth_mib": round(large["index_mib"] - small["index_mib"], 1)}
 
 
+def run_generate(requests: int, concurrency: int, work: Path) -> dict:
+    """emb-generate over `requests` task records against the test chat server (tests/chat_server.py) with
+    `concurrency` requests in flight: its peak RSS and the most file descriptors (sockets included) it held open."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from chat_server import ChatServer
+
+    tasks = work / "tasks.jsonl"
+    tasks.write_bytes(b"".join(orjson.dumps({"id": i, "task_type": "short-long", "task": f"Find papers on topic {i}"})
+                               + b"\n" for i in range(requests)))
+    with ChatServer() as server:
+        started = time.perf_counter()
+        process = subprocess.Popen([str(BIN / "emb-generate"), "--base-url", server.url, "-c", str(concurrency),
+                                    "--no-cache", "-q", str(tasks), "-o", str(work / "examples.jsonl")],
+                                   env={**os.environ, "OPENAI_API_KEY": "sk-load"})
+        peak_rss = peak_fds = 0
+        while process.poll() is None:
+            peak_rss = max(peak_rss, _tree_rss_mib(process.pid))
+            peak_fds = max(peak_fds, _open_fds(process.pid))
+            time.sleep(0.1)
+        if process.returncode:
+            raise SystemExit(f"emb-generate failed: {process.returncode}")
+    written = len((work / "examples.jsonl").read_bytes().splitlines())
+    return {"requests": requests, "concurrency": concurrency, "written": written,
+            "seconds": round(time.perf_counter() - started, 1), "peak_rss_mib": peak_rss, "peak_open_fds": peak_fds}
+
+
+def _open_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="20000,100000", help="Comma-separated text counts. Default: 20000,100000.")
     parser.add_argument("--max-length", type=int, default=32, help="Tokens per text. Default: 32.")
+    parser.add_argument("--generate", default=None, metavar="N,M",
+                        help="Instead: emb-generate -c 256 over N and M requests to a local server. Default: off.")
     args = parser.parse_args()
+    if args.generate:
+        with tempfile.TemporaryDirectory(prefix="emb-load-") as tmp:
+            for count in sorted(int(n) for n in args.generate.split(",")):
+                (Path(tmp) / str(count)).mkdir()
+                print(json.dumps(run_generate(count, 256, Path(tmp) / str(count))), flush=True)
+        return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     results = []
     with tempfile.TemporaryDirectory(prefix="emb-load-") as tmp:
