@@ -15,7 +15,7 @@ import pytest
 from embtools import atomic
 from embtools.atomic import atomic_dir, remove_stale_temporaries
 from embtools.vector_index import VectorIndex
-from fault_injection import FaultCase, inject, jsonl_ids, kill_window, snapshot, temporaries, timed_reference
+from fault_injection import FaultCase, inject, jsonl_ids, snapshot, temporaries, timed_reference, write_window
 
 BIN = Path(sys.executable).parent
 SEEDS = [11, 23, 37]
@@ -30,12 +30,11 @@ def _vectors_file(path: Path, count: int, dim: int, start: int = 0) -> Path:
     return path
 
 
-def _run_case(case: FaultCase, seeds: list[int], end: float = 1.05):
-    """The reference run, then a kill and re-run per seed; `end` < 1 makes sure a single seed kills a running one."""
+def _run_case(case: FaultCase, seeds: list[int]):
+    """The reference run, then per seed a kill while the command writes, and the re-run."""
     reference, first_write, total = timed_reference(case)
     assert reference is not None and not temporaries(case.output.parent)
-    start, _ = kill_window(first_write, total)
-    reports = inject(case, seeds, reference, (start, max(start, total * end)))
+    reports = inject(case, seeds, reference, write_window(first_write, total), after_first_write=True)
     print(f"{Path(case.command[0]).name} {case.command[1:2]}: reference {total:.1f} s, first write {first_write:.1f} s;",
           "; ".join(f"seed {r.seed}: kill at {r.delay:.2f} s -> {r.state if r.killed else 'finished first'}"
                     f"{', left ' + str(len(r.leftovers)) + ' temporaries' if r.leftovers else ''}" for r in reports))
@@ -162,7 +161,7 @@ def test_emb_filter_killed_anywhere_reruns_to_the_same_file(tmp_path, sts_dev):
     out.parent.mkdir()
     case = FaultCase([str(BIN / "emb-filter"), str(examples), "-o", str(out), "--no-language-check",
                       "--no-guidelines"], out)
-    _run_case(case, SEEDS[:1], end=0.9)
+    _run_case(case, SEEDS[:1])
     kept = jsonl_ids(out)
     assert len(kept) == len(set(kept)) and 0 < len(kept) < 1500 and kept == sorted(kept)
 
