@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -236,7 +237,8 @@ def truncate_log(log_path: Path, step: int) -> None:
 def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]:
     """Run the whole training and write the output folder (rank 0); returns the summary."""
     started = time.perf_counter()
-    accelerator = make_accelerator(config)
+    with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed print()s build notices; stdout is the summary's
+        accelerator = make_accelerator(config)
     main = accelerator.is_main_process
     if main and not config.resume:
         check_output_dir(config.output, config.overwrite)
@@ -249,7 +251,8 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     parameters = describe_parameters(model)
     batcher = TextBatcher(tokenizer, spec.pooling, config.query_max_length, config.document_max_length)
     optimizer, scheduler = make_optimizer(model, config, plan.total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    with contextlib.redirect_stdout(sys.stderr):
+        model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     work_dir = config.checkpoint_dir or config.output.with_name(config.output.name + ".checkpoints")
     if main:

@@ -10,7 +10,6 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info, input_options
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
-from embtools.errors import EmbtoolsError
 from embtools.records import reject_sink, skipped_summary
 
 
@@ -81,11 +80,9 @@ def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, te
     from embtools.training_data import parse_source
 
     sources = [parse_source(a) for a in inputs or ("-",)]
-    if deepspeed_name and not is_launched():
-        sys.exit(launch_command(num_processes, "embtools.commands.train", sys.argv[1:]))
-    if num_processes > 1 and not is_launched():
+    if (num_processes > 1 or deepspeed_name) and not is_launched():
         if any(s.path is None for s in sources):
-            raise click.UsageError("--num-processes needs FILE inputs (every process reads them)")
+            raise click.UsageError("--num-processes and --deepspeed need FILE inputs (every process reads them)")
         sys.exit(launch_command(num_processes, "embtools.commands.train", sys.argv[1:]))
     if gradient_accumulation_steps > 1:
         info("emb-train: warning: gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees "
@@ -129,8 +126,6 @@ def _config(options: dict, sources):
 def _train(config, sink):
     from embtools.training_loop import train
 
-    if config.deepspeed and world_size() == 1 and not is_launched():
-        raise EmbtoolsError("--deepspeed runs under a launcher")
     return train(config, sink)
 
 
