@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -26,6 +27,8 @@ from embtools.errors import EmbtoolsError
 
 MAX_LIST_ITEMS = 20  # the brainstorm prompt asks for "about 20"
 MAX_ITEM_TOKENS = 48
+MAX_FRAGMENTS = 3  # dropped list items (fragments, repeats) before a list is ended
+_ENUMERATION = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+")  # "1. ", "- " before a list item
 
 
 @dataclass
@@ -41,6 +44,7 @@ class _Row:
     generated: int = 0  # every token fed after the prompt
     truncated: bool = False
     done: bool = False
+    fragments: int = 0  # list items dropped (fragments, repeats)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -77,10 +81,17 @@ def decode_value(raw: str) -> str:
         return raw
 
 
-def _repeats_itself(items: list[str]) -> bool:
-    """The last list item is a fragment (under three words) or the start of an earlier item: the list degenerates."""
-    last = items[-1].strip()
-    return len(items) > 1 and (len(last.split()) < 3 or any(item.startswith(last) for item in items[:-1]))
+def _list_goes_on(row: _Row) -> bool:
+    """After a list item: a small model closes its list after a few items, so go on to about 20. Items that are
+    fragments (under three words) or repeat the start of an earlier item are dropped; after a few, the list ends."""
+    last = _ENUMERATION.sub("", row.values.pop())
+    if len(last.split()) >= 3 and not any(item.startswith(last) for item in row.values):
+        row.values.append(last)
+    else:
+        row.fragments += 1
+        if row.fragments >= MAX_FRAGMENTS:
+            return False
+    return len(row.values) < MAX_LIST_ITEMS and row.budget - row.used >= 4
 
 
 class LocalGenerator:
@@ -265,14 +276,10 @@ class _SchemaDecoder:
         row.forced.extend(self.tokenizer(connector, add_special_tokens=False)["input_ids"])
 
     def _connector(self, row: _Row, rest: str) -> str | None:
-        """What follows a closed value: the next key's opening, or None when the answer is complete."""
+        """What follows a closed value: the next key's or item's opening, or None when the answer is complete."""
         separator = "" if rest.lstrip().startswith(",") else ","
-        if row.request.shape.is_list:  # a small model closes its list after a few items: go on to about 20
-            if _repeats_itself(row.values):  # ... unless it has started to repeat itself
-                row.values.pop()
-                return None
-            full = len(row.values) >= MAX_LIST_ITEMS or row.budget - row.used < 4
-            return None if full else separator + ' "'
+        if row.request.shape.is_list:
+            return separator + ' "' if _list_goes_on(row) else None
         if len(row.values) >= len(row.keys):
             return None
         return separator + f' "{row.keys[len(row.values)]}": "'
