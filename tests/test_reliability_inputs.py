@@ -212,8 +212,6 @@ def test_emb_index_build_bad_input_is_one_line_and_exit_1(tmp_path, content, mes
     assert not (tmp_path / "ix").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="embedding_codec._numbers: numpy prints a two-line RuntimeWarning (overflow in "
-                                       "cast) on stderr before the error line")
 def test_a_value_beyond_float32_is_a_one_line_error(tmp_path):
     """In a fresh process: Python prints a warning once per place, so an earlier test in this one would hide it."""
     done = subprocess.run([str(Path(sys.executable).parent / "emb-index"), "build", "-o", str(tmp_path / "ix")],
@@ -293,8 +291,6 @@ def test_sts_files_load_or_fail_in_one_line(tmp_path_factory, data):
         assert "\n" not in str(exc) and str(path) in str(exc)
 
 
-@pytest.mark.xfail(strict=True, reason="eval_data.load_qrels lets UnicodeDecodeError and csv.Error (NUL bytes, "
-                                       "fields over 128 KiB) escape as 'unexpected ...' instead of 'FILE: line N: ...'")
 @FAST
 @given(data=st.binary(max_size=80) | st.sampled_from([b"q\td\t1\n\xff\td\t1\n", b"q\td\t" + b"1" * 200_000 + b"\n"]))
 def test_qrels_files_load_or_fail_in_one_line(tmp_path_factory, data):

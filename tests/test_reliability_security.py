@@ -144,6 +144,7 @@ def test_a_pickled_checkpoint_is_not_unpickled(tmp_path):
     result = CliRunner().invoke(encode, ["-m", str(folder), "--dtype", "float32"], input=b'{"id": 1, "text": "a"}\n')
     assert result.exit_code == 1 and not marker.exists()
     assert result.stderr.count("\n") == 1 and "Weights only load failed" in result.stderr
+    assert result.stderr.startswith("emb-encode: error: cannot load model ")
 
 
 # --- outputs are never silently replaced --------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def _numbers(values: list | np.ndarray) -> np.ndarray:
         array = np.asarray([None])
     if array.ndim != 1 or array.dtype.kind not in "if":
         raise InputError('field "embedding" must be a flat list of numbers')
-    return array.astype(np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused by the caller
+        return array.astype(np.float32)
 
 
 def read_embedding(record: Record) -> tuple[str | int, np.ndarray]:

@@ -149,14 +149,24 @@ def _beir_texts(path: Path) -> dict[str, str]:
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     """BEIR qrels: query id -> {doc id: relevance}; a header line is skipped."""
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, newline="", encoding="utf-8") as stream:
-        for number, row in enumerate(csv.reader(stream, delimiter="\t"), start=1):
-            if not row or (number == 1 and row[-1].strip().lower() == "score"):
-                continue
-            if len(row) < 3 or not row[-1].strip().lstrip("-").isdigit():
-                raise EmbtoolsError(f"{path}: line {number}: expected query-id<TAB>corpus-id<TAB>score")
-            qrels.setdefault(row[0], {})[row[-2]] = int(row[-1])
+    number = 0
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            for number, row in enumerate(csv.reader(stream, delimiter="\t"), start=1):
+                _add_judgement(qrels, row, number, path)
+    except UnicodeDecodeError:
+        raise EmbtoolsError(f"{path}: not valid UTF-8") from None
+    except csv.Error as exc:
+        raise EmbtoolsError(f"{path}: line {number + 1}: {exc}") from None
     return qrels
+
+
+def _add_judgement(qrels: dict[str, dict[str, int]], row: list[str], number: int, path: Path) -> None:
+    if not row or (number == 1 and row[-1].strip().lower() == "score"):
+        return
+    if len(row) < 3 or not row[-1].strip().lstrip("-").isdigit():
+        raise EmbtoolsError(f"{path}: line {number}: expected query-id<TAB>corpus-id<TAB>score")
+    qrels.setdefault(row[0], {})[row[-2]] = int(row[-1])
 
 
 def load_retrieval(path: Path, split: str) -> RetrievalData:

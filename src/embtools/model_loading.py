@@ -125,8 +125,11 @@ def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", tru
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, spec.path).merge_and_unload()
-    except (OSError, ValueError) as exc:
-        raise EmbtoolsError(f"cannot load model {spec.name}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - only the load failures below become one line
+        if not isinstance(exc, (OSError, ValueError)) and type(exc).__name__ != "UnpicklingError":
+            raise  # weights-only loading raises pickle's UnpicklingError on a pickled checkpoint with code
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise EmbtoolsError(f"cannot load model {spec.name}: {first_line}") from None
     return model.to(device).eval(), tokenizer
 
 
