@@ -13,7 +13,7 @@ pipeline=(make --no-print-directory -f "$here/examples/Makefile" "OUT=$OUT")
 stages=(
   "brainstorm:tasks.jsonl" "generate:examples.jsonl" "filter:filtered.jsonl" "labeled data:labeled.jsonl"
   "eval reference:eval/reference.jsonl" "eval before:eval/before.jsonl" "train:train.json"
-  "eval after:eval/after.jsonl" "encode:corpus.emb.jsonl" "index:index/meta.json" "search:search.hits.jsonl"
+  "eval after:eval/after.jsonl" "encode:corpus.emb.jsonl" "index:index/index.json" "search:search.hits.jsonl"
 )
 timings=()
 total_start=$SECONDS
