@@ -4,9 +4,12 @@ that was already launched runs in place, so it cannot recurse. Only rank 0 write
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -61,16 +64,44 @@ def launch_command(num_processes: int, module: str, args: Sequence[str], env: di
     """Run `python -m module args` in `num_processes` processes under accelerate launch; the child's exit code."""
     # `--multi_gpu` is accelerate's torchrun launcher; on a CPU machine it starts gloo processes (`--cpu` would
     # start one plain process, which then believes it is alone).
+    # A free port of its own, so two runs on one machine never meet on accelerate's default 29500.
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--multi_gpu",
-                "-m", module, *args]
+                "--main_process_port", str(free_port()), "-m", module, *args]
     log.debug("launching: %s", " ".join(launcher))
     child_env = {**os.environ, **(env or {}), _LAUNCHED_ENV: "1"}
     verbose = log.isEnabledFor(logging.DEBUG)
-    process = subprocess.Popen(launcher, env=child_env, stderr=None if verbose else subprocess.PIPE)
-    if not verbose:
-        forward_worker_stderr(process.stderr)
-    return process.wait()
+    process = subprocess.Popen(launcher, env=child_env, stderr=None if verbose else subprocess.PIPE,
+                               preexec_fn=_end_with_parent if sys.platform == "linux" else None)
+    try:
+        if not verbose:
+            forward_worker_stderr(process.stderr)
+        return process.wait()
+    finally:
+        _stop(process)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _end_with_parent() -> None:
+    """In the launcher, before exec: SIGTERM it when this process dies, even by SIGKILL (Linux PR_SET_PDEATHSIG);
+    the launcher then stops its workers, so none is left holding the port."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """The launcher (and through it the workers) ends with this call, after an interrupt or an error here too."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 _TORCHRUN_LOG = re.compile(r"^[WEIF]\d{4} \d\d:\d\d:\d\d|torch\.distributed\.elastic")
