@@ -62,14 +62,7 @@ def test_no_source_file_turns_data_into_code():
 
 
 _TORCH_LOAD = re.compile(r"torch\.load\(([^()]|\([^()]*\))*\)")
-_UNSAFE_RESUME = pytest.mark.xfail(strict=True, reason="emb-train --resume unpickles optimizer.pt, scheduler.pt and "
-                                   "rng.pt with weights_only=False: a hostile checkpoint folder runs code")
-
-
-@pytest.mark.parametrize("name", [
-    "model_loading.py", "encoder.py",
-    pytest.param("training_checkpoint.py", marks=_UNSAFE_RESUME), pytest.param("training_loop.py", marks=_UNSAFE_RESUME),
-])
+@pytest.mark.parametrize("name", ["model_loading.py", "encoder.py", "training_checkpoint.py", "training_loop.py"])
 def test_every_torch_load_is_weights_only(name):
     calls = [m.group(0) for m in _TORCH_LOAD.finditer((SRC / name).read_text())] if (SRC / name).exists() else []
     assert all("weights_only=True" in call for call in calls), calls

@@ -37,13 +37,19 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def rng_states() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every generator's state in types torch.load(weights_only=True) reads back (numpy's keys as a tensor)."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss),
+                      float(cached_gaussian)],
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    name, keys, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(states["torch"])
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -101,9 +107,9 @@ def load_checkpoint(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any
     with torch.no_grad():
         for name, value in weights.items():
             parameters[name].copy_(value)
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
-    by_rank = torch.load(checkpoint / "rng.pt", weights_only=False)
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+    by_rank = torch.load(checkpoint / "rng.pt", weights_only=True)
     if rank >= len(by_rank):
         raise EmbtoolsError(f"cannot resume from {checkpoint}: it was written by {len(by_rank)} processes")
     set_rng_states(by_rank[rank])

@@ -188,7 +188,7 @@ def resume_from(config: TrainConfig, work_dir: Path, model, optimizer, scheduler
     check_compatible(read_state(checkpoint), config.data_meta())
     if config.deepspeed:
         step = load_engine_checkpoint(accelerator, checkpoint)
-        scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=False))
+        scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
     else:
         step = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, rank())
     log.info(f"emb-train: resumed from {checkpoint} (step {step})")
