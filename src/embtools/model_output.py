@@ -51,7 +51,7 @@ def parse_json_object(content: str | None, required_keys: tuple[str, ...], trunc
     span = _span(text, "{", "}")
     try:
         value = json.loads(span if span is not None else text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than Python's stack
         raise OutputRejected("truncated" if truncated else "parse_error", str(exc)[:200]) from None
     if not isinstance(value, dict):
         raise OutputRejected("not_an_object", f"got {type(value).__name__}")
@@ -83,7 +83,7 @@ def parse_string_list(content: str | None, truncated: bool = False) -> list[str]
 def _literal(text: str):
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return ast.literal_eval(text.strip())
