@@ -358,8 +358,6 @@ def test_a_corrupt_response_cache_is_refused_in_one_line(tmp_path):
     assert code == 1 and err.count("\n") == 1 and "response cache" in err and "not a database" in err
 
 
-@pytest.mark.xfail(strict=True, reason="response_cache: no format version; a responses table of another schema "
-                                       "fails later as 'unexpected OperationalError: no such column'")
 def test_a_response_cache_of_another_format_is_refused_in_one_line(tmp_path):
     def foreign(path: Path) -> None:
         db = sqlite3.connect(path)

@@ -19,6 +19,8 @@ from embtools.errors import EmbtoolsError
 from embtools.home import home_subdir
 
 CACHE_FILE = "responses.sqlite"
+FORMAT_VERSION = 1  # sqlite's user_version of the file; 0 is a file written before versions were recorded
+_COLUMNS = ["key", "response", "created"]
 
 
 def default_cache_dir() -> Path:
@@ -38,8 +40,20 @@ class ResponseCache:
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
             self._db.execute("CREATE TABLE IF NOT EXISTS responses "
                              "(key TEXT PRIMARY KEY, response BLOB NOT NULL, created REAL NOT NULL)")
+            self._check_format()
         except sqlite3.Error as exc:
             raise EmbtoolsError(f"cannot open the response cache {self.path}: {exc}") from None
+
+    def _check_format(self) -> None:
+        """Refuse a file of another program or another format version, in one line that says what to do."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(responses)")]
+        if version not in (0, FORMAT_VERSION) or columns != _COLUMNS:
+            found = f"format version {version}" if version not in (0, FORMAT_VERSION) else "another table layout"
+            raise EmbtoolsError(f"response cache {self.path} is not this embtools' response cache ({found}); "
+                                "move it away or give another --cache DIR")
+        if version == 0:
+            self._db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
 
     def get(self, request: ChatRequest) -> ChatResult | None:
         row = self._db.execute("SELECT response FROM responses WHERE key = ?",
