@@ -72,7 +72,7 @@ def launch_command(num_processes: int, module: str, args: Sequence[str], env: di
     child_env = {**os.environ, **(env or {}), _LAUNCHED_ENV: "1"}
     verbose = log.isEnabledFor(logging.DEBUG)
     process = subprocess.Popen(launcher, env=child_env, stderr=None if verbose else subprocess.PIPE,
-                               preexec_fn=_end_with_parent if sys.platform == "linux" else None)
+                               preexec_fn=_end_with_parent())
     try:
         if not verbose:
             forward_worker_stderr(process.stderr)
@@ -88,10 +88,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _end_with_parent() -> None:
-    """In the launcher, before exec: SIGTERM it when this process dies, even by SIGKILL (Linux PR_SET_PDEATHSIG);
-    the launcher then stops its workers, so none is left holding the port."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+def _end_with_parent():
+    """What the launcher runs before exec: SIGTERM it when this process dies, even by SIGKILL (Linux
+    PR_SET_PDEATHSIG), so the launcher stops its workers and none is left holding the port. The C function is looked
+    up here, before the fork, so the child only calls it. None (nothing to run) off Linux."""
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM)
 
 
 def _stop(process: subprocess.Popen) -> None:
