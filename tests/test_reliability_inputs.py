@@ -26,7 +26,7 @@ from embtools.model_output import OutputRejected, parse_json_object, parse_strin
 from embtools.records import MAX_NESTING, RejectSink, read_records
 from embtools.synthetic_jobs import validate_task_record
 from embtools.training_data import validate_example
-from embtools.vector_index import EmbeddingChecker
+from embtools.embedding_checks import EmbeddingChecker
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

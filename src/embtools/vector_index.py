@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from embtools.atomic import atomic_dir, check_output_dir
-from embtools.embedding_codec import read_embedding
+from embtools.embedding_checks import EmbeddingChecker, Id, checked_records
 from embtools.errors import EmbtoolsError, InputError
 from embtools.records import Record
 
@@ -43,52 +43,11 @@ DEFAULT_EF_SEARCH = 64
 ADD_BATCH, SEARCH_BATCH = 4096, 1024
 POINTS_PER_CENTROID = 39  # below this many training points per centroid faiss warns that k-means is starved
 
-Id = str | int
-
 
 def default_nprobe(nlist: int) -> int:
     """IVF lists visited per query unless told otherwise: nlist/8, at least 32 (all of a small index); measured
     recall@10 on MiniLM SciFact embeddings is in docs/index.md."""
     return min(nlist, max(32, nlist // 8))
-
-
-def _id_text(value: Id) -> str:
-    return orjson.dumps(value).decode()
-
-
-class EmbeddingChecker:
-    """Checks embedding records one by one; usable as read_records' validator (its errors then carry line numbers).
-
-    A record passes if read_embedding accepts it, its dimension is `dim` (default: that of the first record that
-    passed) and, with `unique`, its id is neither in `known_ids` nor an earlier record's. Its `embedding` is replaced
-    by the decoded float32 array, so the vector is decoded once.
-    """
-
-    def __init__(self, dim: int | None = None, known_ids: Iterable[Id] = (), unique: bool = True):
-        self.dim = dim
-        self.unique = unique
-        self.seen: set[Id] = set(known_ids) if unique else set()
-
-    def __call__(self, record: Record) -> Record:
-        record_id, vector = read_embedding(record)
-        if self.dim is not None and vector.size != self.dim:
-            raise InputError(f"id {_id_text(record_id)}: dimension {self.dim} expected, got {vector.size}")
-        if self.unique:
-            if record_id in self.seen:
-                raise InputError(f"duplicate id {_id_text(record_id)}")
-            self.seen.add(record_id)
-        self.dim = vector.size
-        record["embedding"] = vector
-        return record
-
-
-def _checked(records: Iterable[Record], checker: EmbeddingChecker) -> Iterator[Record]:
-    """Records through `checker`; an error names the record's 1-based position."""
-    for number, record in enumerate(records, start=1):
-        try:
-            yield checker(record)
-        except InputError as exc:
-            raise InputError(f"record {number}: {exc}") from None
 
 
 def _batches(rows: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -307,7 +266,7 @@ def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT
     check_output_dir(out_dir, overwrite)
     if gpu:
         require_gpu()
-    rows = iter(records) if checker else _checked(records, EmbeddingChecker())
+    rows = iter(records) if checker else checked_records(records, EmbeddingChecker())
     first = next(rows, None)
     if first is None:
         raise InputError("no embeddings to index")
@@ -334,7 +293,7 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
     index_dir = Path(index_dir)
     meta = read_meta(index_dir, verify=checker is None)  # checker_for_index verified the folder
     if checker is None:
-        records = _checked(records, EmbeddingChecker(meta["dim"], read_ids(index_dir, meta["count"])))
+        records = checked_records(records, EmbeddingChecker(meta["dim"], read_ids(index_dir, meta["count"])))
     rows = iter(records)
     first = next(rows, None)
     if first is None:
@@ -433,7 +392,7 @@ def search_records(records: Iterable[Record], index: VectorIndex, k: int, *, che
     """Hits records, one per query embedding record, in input order: `id` (the query's), `hits`: [{id, score}]
     best first, then the query's other fields except `embedding`. Queries are read and searched batch by batch.
     Without `checker` the queries are checked here (dimension of the index; repeated ids allowed)."""
-    rows = iter(records) if checker else _checked(records, EmbeddingChecker(index.dim, unique=False))
+    rows = iter(records) if checker else checked_records(records, EmbeddingChecker(index.dim, unique=False))
     for batch in _batches(rows, batch_size):
         found = index.search(np.stack([row["embedding"] for row in batch]), k, batch_size)
         for row, hits in zip(batch, found):

@@ -9,9 +9,9 @@ import click
 
 from embtools.cli import EmbtoolsGroup, common_options, info, input_options
 from embtools.records import read_records, record_output, reject_sink, skipped_summary, write_records
+from embtools.embedding_checks import EmbeddingChecker
 from embtools.vector_index import (ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH,
-                                   EmbeddingChecker, VectorIndex, add_to_index, build_index, checker_for_index,
-                                   search_records)
+                                   VectorIndex, add_to_index, build_index, checker_for_index, search_records)
 
 _FILE = click.Path(allow_dash=True, dir_okay=False)
 
