@@ -35,7 +35,7 @@ from embtools.records import reject_sink, skipped_summary
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop after N optimizer steps (cycling over epochs if needed). Default: --epochs.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="Peak learning rate (paper: 1e-4 for 7B; small models want more, e.g. 5e-4 for smollm2-135m).")
+              help="Peak learning rate (paper: 1e-4 for 7B; small models want more, e.g. 1e-3 for smollm2-135m).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=100, show_default=True,
               help="Linear warm-up steps, then linear decay to 0.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True, help="AdamW weight decay.")
