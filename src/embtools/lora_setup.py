@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embtools.errors import EmbtoolsError
-from embtools.model_loading import ModelSpec
+from embtools.model_loading import ModelSpec, peft_wrapping
 
 log = logging.getLogger("embtools")
 
@@ -56,7 +56,8 @@ def add_lora(model: Any, settings: LoraSettings) -> Any:
 
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=settings.target_modules, task_type=TaskType.FEATURE_EXTRACTION)
-    return get_peft_model(model, config)
+    with peft_wrapping():
+        return get_peft_model(model, config)
 
 
 def trainable_parameters(model: Any) -> list[tuple[str, Any]]:

@@ -7,8 +7,10 @@ Weights load from safetensors; `trust_remote_code` only when the user passes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,15 @@ def inspect_model(name: str) -> ModelSpec:
     return spec
 
 
+@contextlib.contextmanager
+def peft_wrapping():
+    """peft reads `model.is_gradient_checkpointing` when it wraps a model, which transformers deprecates with a
+    FutureWarning on every load of an adapter; that is peft's to change, not the user's to see."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False):
     """Load (model, tokenizer) for a spec: the bare transformer (no LM head), in eval mode, on `device`."""
     import torch
@@ -124,7 +135,8 @@ def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", tru
         if spec.base_path is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, spec.path).merge_and_unload()
+            with peft_wrapping():
+                model = PeftModel.from_pretrained(model, spec.path).merge_and_unload()
     except Exception as exc:  # noqa: BLE001 - only the load failures below become one line
         if not isinstance(exc, (OSError, ValueError)) and type(exc).__name__ != "UnpicklingError":
             raise  # weights-only loading raises pickle's UnpicklingError on a pickled checkpoint with code
