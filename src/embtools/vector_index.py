@@ -288,7 +288,7 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
     """Append embedding records to an existing index folder, atomically (a new folder replaces it); return its meta.
 
     Vectors must have the index's dimension and ids must be new. Without `checker` the records are checked here;
-    with one, it must have been made by `EmbeddingChecker.for_index(index_dir)` and already applied.
+    with one, it must have been made by `checker_for_index(index_dir)` and already applied.
     """
     index_dir = Path(index_dir)
     meta = read_meta(index_dir, verify=checker is None)  # checker_for_index verified the folder
