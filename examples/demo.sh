@@ -11,7 +11,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$here/demo-out}"
 pipeline=(make --no-print-directory -f "$here/examples/Makefile" "OUT=$OUT")
 stages=(
-  "brainstorm:tasks.jsonl" "generate:examples.jsonl" "filter:filtered.jsonl" "labeled data:labeled.jsonl"
+  "brainstorm:tasks.jsonl" "generate:examples.jsonl" "filter:filtered.jsonl" "labeled SciFact:labeled-scifact.jsonl"
+  "labeled STS:labeled-sts.jsonl"
   "eval reference:eval/reference.jsonl" "eval before:eval/before.jsonl" "train:train.json"
   "eval after:eval/after.jsonl" "encode:corpus.emb.jsonl" "index:index/index.json" "search:search.hits.jsonl"
 )
