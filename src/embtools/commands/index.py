@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from embtools.cli import EmbtoolsGroup, common_options, info, input_options
-from embtools.records import read_records, record_output, reject_sink, skipped_summary, write_records
 from embtools.embedding_checks import EmbeddingChecker
+from embtools.records import read_records, record_output, reject_sink, skipped_summary, write_records
 from embtools.vector_index import (ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH,
                                    VectorIndex, add_to_index, build_index, checker_for_index, search_records)
 
