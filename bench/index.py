@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/index.py [--n 100000] [--dim 384] [--queries 2000] [--factory Flat] [--repeat 3]
 
-Three comparisons, each the best of --repeat runs, printed as a table with the ratio ours / faiss:
+Four comparisons, each the best of --repeat runs per side (the sides alternating), printed as a table with the ratio ours / faiss:
 - library, in memory: `build_index` vs faiss on the same embedding records (decode base64, stack, normalize, add,
   write), and `VectorIndex.search` vs faiss `search` on the same float32 query matrix;
 - CLI, from files: `emb-index -o DIR` and `emb-index search` as subprocesses on JSONL files (base64 vectors) vs a
   minimal hand-written script doing the same job with faiss (read JSONL, decode, normalize, add, write the index and
   the ids; read queries, search, write hits JSONL), also a subprocess, so both pay interpreter start-up and parsing.
+Each build writes a new index: earlier outputs are removed before it, untimed, on both sides.
 Random vectors are fine for throughput (not for recall). Data lives in a temporary folder that is removed.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,15 +60,19 @@ for q, srow, rrow in zip(queries, scores, rows):
 """
 
 
-def best_of(repeat: int, job, setup=lambda: None) -> float:
-    """The shortest wall time of `repeat` runs of job(setup()), setup untimed."""
-    times = []
+def side_by_side(repeat: int, ours: tuple, theirs: tuple) -> tuple[float, float]:
+    """The shortest wall times of `repeat` runs of each (job, setup) pair, the two sides alternating so that a change
+    in the machine's state (page cache, disk write-back, other load) falls on both; setup and a garbage collection
+    untimed. job receives what setup returned."""
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        prepared = setup()
-        started = time.perf_counter()
-        job(prepared)
-        times.append(time.perf_counter() - started)
-    return min(times)
+        for (job, setup), spent in zip((ours, theirs), times):
+            prepared = setup()
+            gc.collect()
+            started = time.perf_counter()
+            job(prepared)
+            spent.append(time.perf_counter() - started)
+    return min(times[0]), min(times[1])
 
 
 def write_jsonl(path: Path, vectors: np.ndarray, prefix: str) -> None:
@@ -115,27 +122,39 @@ def measure(args: argparse.Namespace, work: Path) -> list[tuple[str, float, floa
     vectors = rng.standard_normal((args.n, args.dim), dtype=np.float32)
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
     emb_index = [sys.executable, "-m", "embtools.commands.index"]
-    rows = []
-    fresh = lambda: records(vectors)  # noqa: E731 (build_index decodes records in place: new ones each run)
-    ours = best_of(args.repeat, lambda rows: build_index(rows, work / "lib", args.factory, overwrite=True), fresh)
-    theirs = best_of(args.repeat, lambda rows: faiss_write(faiss_build_from_records(rows, args.factory),
-                                                           work / "lib.faiss"), fresh)
-    rows.append(("build, library (records -> folder)", ours, theirs, args.n))
+    nothing = lambda: None  # noqa: E731
+
+    def fresh(*outputs: Path):  # earlier outputs removed, new records (build_index decodes them in place)
+        return lambda: (remove(outputs), records(vectors))[1]
+
+    rows = [("build, library (records -> folder)", *side_by_side(
+        args.repeat, (lambda rows: build_index(rows, work / "lib", args.factory), fresh(work / "lib")),
+        (lambda rows: faiss_write(faiss_build_from_records(rows, args.factory), work / "lib.faiss"),
+         fresh(work / "lib.faiss"))), args.n)]
     loaded, direct = VectorIndex.load(work / "lib"), faiss_build(vectors, args.factory)
-    rows.append(("search, library (k=10)", best_of(args.repeat, lambda _: loaded.search(queries, 10)),
-                 best_of(args.repeat, lambda _: faiss_search(direct, queries, 10)), args.queries))
+    rows.append(("search, library (k=10)", *side_by_side(
+        args.repeat, (lambda _: loaded.search(queries, 10), nothing),
+        (lambda _: faiss_search(direct, queries, 10), nothing)), args.queries))
     write_jsonl(work / "corpus.jsonl", vectors, "d")
     write_jsonl(work / "queries.jsonl", queries, "q")
-    rows.append(("build, CLI (JSONL file -> folder)", best_of(args.repeat, lambda _: run(
-        *emb_index, "-o", str(work / "cli"), "--overwrite", "--factory", args.factory, str(work / "corpus.jsonl"))),
-        best_of(args.repeat, lambda _: run(sys.executable, "-c", DIRECT_BUILD, str(work / "corpus.jsonl"),
-                                         str(work / "direct"), args.factory)), args.n))
-    rows.append(("search, CLI (JSONL -> hits JSONL)", best_of(args.repeat, lambda _: run(
-        *emb_index, "search", "--index", str(work / "cli"), "-k", "10", str(work / "queries.jsonl"))),
-        best_of(args.repeat, lambda _: run(sys.executable, "-c", DIRECT_SEARCH, str(work / "direct.faiss"),
-                                         str(work / "direct.ids"), str(work / "queries.jsonl"), "10")),
-        args.queries))
+    corpus, cli, direct_out = str(work / "corpus.jsonl"), work / "cli", work / "direct"
+    rows.append(("build, CLI (JSONL file -> folder)", *side_by_side(
+        args.repeat, (lambda _: run(*emb_index, "-o", str(cli), "--factory", args.factory, corpus),
+                      lambda: remove([cli])),
+        (lambda _: run(sys.executable, "-c", DIRECT_BUILD, corpus, str(direct_out), args.factory),
+         lambda: remove([work / "direct.faiss", work / "direct.ids"]))), args.n))
+    rows.append(("search, CLI (JSONL -> hits JSONL)", *side_by_side(
+        args.repeat, (lambda _: run(*emb_index, "search", "--index", str(cli), "-k", "10",
+                                    str(work / "queries.jsonl")), nothing),
+        (lambda _: run(sys.executable, "-c", DIRECT_SEARCH, str(work / "direct.faiss"), str(work / "direct.ids"),
+                       str(work / "queries.jsonl"), "10"), nothing)), args.queries))
     return rows
+
+
+def remove(paths: list[Path]) -> None:
+    """Delete earlier builds before a timed one, so each side writes a new index rather than replacing one."""
+    for path in paths:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def faiss_write(index: faiss.Index, path: Path) -> None:

@@ -4,6 +4,7 @@ key in the environment never reaches any artifact of a run."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -184,16 +185,16 @@ def _edit_meta(folder: Path, **changes) -> None:
 
 
 DAMAGE = {
-    "vector bytes flipped": (lambda d: _flip_byte(d / "index.faiss", -20), "index.faiss is corrupt: its sha256"),
+    "vector bytes flipped": (lambda d: _flip_byte(d / "index.faiss", -20), "index.faiss is corrupt: its crc32"),
     "index truncated": (lambda d: (d / "index.faiss").write_bytes((d / "index.faiss").read_bytes()[:500]),
                         "index.faiss is corrupt: 500 bytes"),
     "an id edited": (lambda d: (d / "ids.jsonl").write_bytes((d / "ids.jsonl").read_bytes().replace(b"d7", b"d8")),
-                     "ids.jsonl is corrupt: its sha256"),
+                     "ids.jsonl is corrupt: its crc32"),
     "ids missing": (lambda d: (d / "ids.jsonl").unlink(), "ids.jsonl is missing"),
     "meta not JSON": (lambda d: (d / "index.json").write_bytes(b"{\x00"), "index.json is corrupt (not valid JSON)"),
     "a newer format": (lambda d: _edit_meta(d, format_version=99), "has format version 99; this embtools reads version 1"),
     "another program's folder": (lambda d: _edit_meta(d, format="other-tool"), "does not describe an emb-index folder"),
-    "digests stripped of a size": (lambda d: _edit_meta(d, files={"index.faiss": {}}), "no size and sha256 recorded"),
+    "digests stripped of a size": (lambda d: _edit_meta(d, files={"index.faiss": {}}), "no size and checksum recorded"),
 }
 
 
@@ -216,6 +217,18 @@ def test_an_index_folder_from_before_digests_still_loads(index_dir):
     del meta["files"]
     (index_dir / "index.json").write_bytes(orjson.dumps(meta))
     assert VectorIndex.load(index_dir).ntotal == 60
+
+
+def test_an_index_folder_that_recorded_sha256_digests_is_checked_against_them(index_dir):
+    meta = orjson.loads((index_dir / "index.json").read_bytes())
+    meta["files"] = {name: {"bytes": (index_dir / name).stat().st_size,
+                            "sha256": hashlib.sha256((index_dir / name).read_bytes()).hexdigest()}
+                     for name in ("index.faiss", "ids.jsonl")}
+    (index_dir / "index.json").write_bytes(orjson.dumps(meta))
+    assert VectorIndex.load(index_dir).ntotal == 60
+    _flip_byte(index_dir / "index.faiss", -20)
+    with pytest.raises(EmbtoolsError, match="index.faiss is corrupt: its sha256 differs"):
+        VectorIndex.load(index_dir)
 
 
 @pytest.mark.parametrize("prepare, message", [
