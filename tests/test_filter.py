@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 
 import orjson
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import DATA, read_jsonl, write_jsonl
 from embtools.commands.filter import main as emb_filter
 from embtools.decontamination import ContaminationIndex
 from embtools.eval_data import load_qrels
 from embtools.near_duplicates import NearDuplicateIndex
+from embtools.text_normalization import match_key, word_count
 
 GERMAN = ("Die Impfung trainiert das Immunsystem, indem sie ihm einen harmlosen Teil eines Erregers zeigt. Wenn der "
           "echte Erreger später auftaucht, reagieren die Gedächtniszellen schnell und stark, und die Krankheit bleibt "
@@ -192,6 +196,27 @@ def test_near_duplicate_index_threshold():
         found.append(index.find(bands))
         index.add(bands, number)
     assert found == [None, 0, None, None]
+
+
+def test_band_hashes_of_a_text_do_not_depend_on_its_batch():
+    rng = random.Random(9)
+    texts = [" ".join(rng.choices([f"w{i}" for i in range(500)], k=rng.randint(0, 60))) for _ in range(40)]
+    texts[3], texts[7] = "!!! ...", "two words"  # no word at all; fewer words than a shingle
+    index = NearDuplicateIndex()
+    alone = [index.signatures([t])[0] for t in texts]
+    assert index.signatures(texts) == alone and alone[3] is None and alone[7] is not None
+    bands, has_words = index.band_matrix(texts)
+    assert has_words.tolist() == [a is not None for a in alone] and not bands[3].any()
+
+
+_SPACES = st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x85\u00a0\u2003\u3000"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=6), _SPACES), max_size=12).map("".join))
+def test_word_count_and_match_key_fast_paths_agree_with_split(value):
+    assert word_count(value) == len(value.split())
+    assert match_key(value) == "".join(unicodedata.normalize("NFKC", value).casefold().split())
 
 
 def test_labeled_data_converts_beir_train_qrels_and_sts_pairs():

@@ -12,6 +12,8 @@ one example, whatever their negatives. The first of each group is kept; later on
 
 from __future__ import annotations
 
+import numpy as np
+
 from embtools.example_schema import filter_meta, text
 from embtools.near_duplicates import NearDuplicateIndex
 from embtools.records import Record
@@ -22,12 +24,15 @@ DEFAULT_FIELDS = ("query", "positive")
 _MASK60 = (1 << 60) - 1
 
 
-def combined_bands(fields: list[list[int] | None], bands: int) -> list[int] | None:
-    """One hash per band over all fields (a field without words counts as an empty band); None if no field has
-    words. Tuple hashes of integers are the same in every process."""
-    if all(field is None for field in fields):
-        return None
-    return [hash(tuple(field[j] if field else 0 for field in fields)) & _MASK60 for j in range(bands)]
+_FIELD_KEYS = np.random.default_rng(13).integers(1, 2**63, size=32, dtype=np.uint64) | np.uint64(1)  # a key a field
+
+
+def combined_bands(per_field: list[tuple[np.ndarray, np.ndarray]]) -> list[list[int] | None]:
+    """Per text, one hash per band over all fields, from each field's NearDuplicateIndex.band_matrix (a field
+    without words counts as a band of zeros); None for a text none of whose fields has a word."""
+    mixed = sum(bands * key for (bands, _), key in zip(per_field, _FIELD_KEYS)) & np.uint64(_MASK60)
+    has_words = np.logical_or.reduce([found for _, found in per_field])
+    return [row if found else None for row, found in zip(mixed.tolist(), has_words.tolist())]
 
 
 class ExactDuplicateCheck:
@@ -68,9 +73,8 @@ class NearDuplicateCheck:
 
     def prepare(self, batch: list[Record]) -> None:
         """Compute the batch's signatures at once (vectorized, field by field); call before checking its records."""
-        per_field = [self.index.signatures([text(record, field) for record in batch]) for field in self.fields]
-        self._bands = {id(record): combined_bands([bands[i] for bands in per_field], self.index.bands)
-                       for i, record in enumerate(batch)}
+        per_field = [self.index.band_matrix([text(record, field) for record in batch]) for field in self.fields]
+        self._bands = {id(record): bands for record, bands in zip(batch, combined_bands(per_field))}
 
     def _bands_of(self, record: Record) -> list[int] | None:
         if id(record) not in self._bands:

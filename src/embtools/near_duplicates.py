@@ -78,25 +78,29 @@ class NearDuplicateIndex:
 
     def signatures(self, texts: list[str]) -> list[list[int] | None]:
         """Per text, its band hashes (what find/add take), or None for a text without a single word."""
+        bands, has_words = self.band_matrix(texts)
+        return [row if found else None for row, found in zip(bands.tolist(), has_words.tolist())]
+
+    def band_matrix(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(band hashes as a uint64 matrix, a row per text; whether each text has a word). A text without a word
+        has a row of zeros."""
         tokens, counts = token_hashes(texts)
         shingles, per_text = shingle_hashes(tokens, counts, self.shingle_size)
-        if not len(shingles):
-            return [None] * len(texts)
-        permuted = self.a[:, None] * shingles[None, :] + self.b[:, None]  # uint32 wraparound is the modulo
-        has_any = per_text > 0
-        firsts = (np.cumsum(per_text) - per_text)[has_any]
-        minima = np.minimum.reduceat(permuted, firsts, axis=1).T  # reduce along rows: contiguous memory
-        bands = self._band_hashes(minima)
-        out: list[list[int] | None] = [None] * len(texts)
-        for row, index in zip(bands, np.flatnonzero(has_any).tolist()):
-            out[index] = row
-        return out
+        has_words = per_text > 0
+        bands = np.zeros((len(texts), self.bands), dtype=np.uint64)
+        if len(shingles):
+            permuted = np.multiply.outer(self.a, shingles)  # uint32 wraparound is the modulo
+            permuted += self.b[:, None]
+            firsts = (np.cumsum(per_text) - per_text)[has_words]
+            minima = np.minimum.reduceat(permuted, firsts, axis=1).T  # reduce along rows: contiguous memory
+            bands[has_words] = self._band_hashes(minima)
+        return bands, has_words
 
-    def _band_hashes(self, minima: np.ndarray) -> list[list[int]]:
+    def _band_hashes(self, minima: np.ndarray) -> np.ndarray:
         used = minima[:, :self.bands * self.rows].astype(np.uint64).reshape(len(minima), self.bands, self.rows)
         mixed = (used * _BAND_KEYS[:self.rows]).sum(axis=2, dtype=np.uint64)
         mixed += _BAND_KEYS[-self.bands:]  # a different salt per band, so equal rows in two bands never collide
-        return (mixed & np.uint64(_MASK60)).tolist()
+        return mixed & np.uint64(_MASK60)
 
     def find(self, band_hashes: list[int] | None):
         """The id of an earlier text this one is a near-duplicate of, or None."""
