@@ -28,15 +28,17 @@ INDEX_FILE, IDS_FILE, META_FILE = "index.faiss", "ids.jsonl", "index.json"
 
 def _checksum(path: Path, kind: str = "crc32") -> str:
     """The file's CRC-32 (8 hex digits) or, for folders that recorded one, sha256; read in 1 MiB blocks."""
-    digest = hashlib.sha256() if kind == "sha256" else None
-    crc = 0
     with open(path, "rb") as stream:
-        while block := stream.read(1 << 20):
-            if digest is None:
-                crc = zlib.crc32(block, crc)
-            else:
+        blocks = iter(lambda: stream.read(1 << 20), b"")
+        if kind == "sha256":
+            digest = hashlib.sha256()
+            for block in blocks:
                 digest.update(block)
-    return f"{crc:08x}" if digest is None else digest.hexdigest()
+            return digest.hexdigest()
+        crc = 0
+        for block in blocks:
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def _file_record(path: Path) -> dict:
