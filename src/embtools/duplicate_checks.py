@@ -12,6 +12,8 @@ one example, whatever their negatives. The first of each group is kept; later on
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from embtools.example_schema import filter_meta, text
@@ -24,13 +26,16 @@ DEFAULT_FIELDS = ("query", "positive")
 _MASK60 = (1 << 60) - 1
 
 
-_FIELD_KEYS = np.random.default_rng(13).integers(1, 2**63, size=32, dtype=np.uint64) | np.uint64(1)  # a key a field
+@lru_cache(maxsize=8)
+def _field_keys(count: int) -> np.ndarray:
+    """An odd 64-bit multiplier per field, the same in every run."""
+    return np.random.default_rng(13).integers(1, 2**63, size=count, dtype=np.uint64) | np.uint64(1)
 
 
 def combined_bands(per_field: list[tuple[np.ndarray, np.ndarray]]) -> list[list[int] | None]:
     """Per text, one hash per band over all fields, from each field's NearDuplicateIndex.band_matrix (a field
     without words counts as a band of zeros); None for a text none of whose fields has a word."""
-    mixed = sum(bands * key for (bands, _), key in zip(per_field, _FIELD_KEYS)) & np.uint64(_MASK60)
+    mixed = sum(bands * key for (bands, _), key in zip(per_field, _field_keys(len(per_field)))) & np.uint64(_MASK60)
     has_words = np.logical_or.reduce([found for _, found in per_field])
     return [row if found else None for row, found in zip(mixed.tolist(), has_words.tolist())]
 

@@ -19,10 +19,10 @@ import numpy as np
 _WORD = re.compile(r"\w+")
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=64)
 def match_key(text: str) -> str:
-    """The text as the paper compares it: NFKC, case-folded, with all whitespace removed. Cached for the last texts
-    seen: the guideline, duplicate and decontamination checks each ask for the same record's fields."""
+    """The text as the paper compares it: NFKC, case-folded, with all whitespace removed. Cached for the last few
+    texts: the guideline, duplicate and decontamination checks each ask for the same record's fields in turn."""
     folded = unicodedata.normalize("NFKC", text).casefold()
     # isprintable() is false for every whitespace character but " ", so a printable text needs only its spaces removed
     return folded.replace(" ", "") if folded.isprintable() else "".join(folded.split())
