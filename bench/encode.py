@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import torch
 
-from embtools.encoder import EncodeSettings, Encoder
+from embtools.encode.encoder import Encoder, EncodeSettings
 
 DATA = Path(os.environ.get("EMBTOOLS_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

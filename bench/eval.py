@@ -31,10 +31,10 @@ import json, sys
 from pathlib import Path
 import mteb
 from sentence_transformers import SentenceTransformer
-from embtools.eval_data import load_retrieval
-from embtools.model_loading import resolve_model_path
-from embtools.mteb_tasks import local_metadata, retrieval_task
-from embtools.retrieval_slice import limit_corpus
+from embtools.records.datasets import load_retrieval
+from embtools.models.loading import resolve_model_path
+from embtools.evaluate.mteb_tasks import local_metadata, retrieval_task
+from embtools.evaluate.slices import limit_corpus
 
 data_dir, model_name, max_corpus = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]) or None
 data = limit_corpus(load_retrieval(data_dir, "test"), max_corpus, 42)

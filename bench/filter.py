@@ -24,11 +24,11 @@ import tracemalloc
 
 import numpy as np
 
-from embtools.duplicate_checks import ExactDuplicateCheck, NearDuplicateCheck
-from embtools.filter_pipeline import SchemaCheck, filter_examples
-from embtools.filter_report import FilterStats
-from embtools.guideline_checks import GuidelineCheck
-from embtools.records import RejectSink
+from embtools.filter.duplicates import ExactDuplicateCheck, NearDuplicateCheck
+from embtools.filter.guidelines import GuidelineCheck
+from embtools.filter.pipeline import SchemaCheck, filter_examples
+from embtools.filter.report import FilterStats
+from embtools.records.jsonl import RejectSink
 
 SHARES = {"short-long": 167, "long-short": 122, "sts": 99, "bitext": 89, "long-long": 17, "short-short": 13}
 NUM_WORDS = (50, 100, 200, 300, 400, 500)

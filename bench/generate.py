@@ -23,12 +23,12 @@ from pathlib import Path
 
 import httpx
 
-from embtools.chat_client import ChatClient
-from embtools.placeholder_sampling import PlaceholderSampler, default_language_weights
-from embtools.records import RejectSink
-from embtools.synthetic_data import OutcomeWriter
-from embtools.synthetic_jobs import SamplingSettings, example_records, symmetric_jobs
-from embtools.synthetic_run import Budget, run_jobs
+from embtools.generate.chat_client import ChatClient
+from embtools.generate.generation_run import OutcomeWriter
+from embtools.generate.job_runner import Budget, run_jobs
+from embtools.generate.jobs import SamplingSettings, example_records, symmetric_jobs
+from embtools.generate.placeholders import PlaceholderSampler, default_language_weights
+from embtools.records.jsonl import RejectSink
 
 SERVER = Path(__file__).resolve().parents[1] / "tests" / "chat_server.py"
 

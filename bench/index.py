@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 import orjson
 
-from embtools.vector_index import VectorIndex, build_index
+from embtools.index.vector_index import VectorIndex, build_index
 
 DIRECT_BUILD = """
 import base64, sys, faiss, numpy as np, orjson

@@ -72,12 +72,16 @@ def sentence_transformers_rate(records: list[dict], args) -> float:
     """examples/s of SentenceTransformerTrainer + MNRL(scale 50) with the same LoRA, lengths and batch."""
     from datasets import Dataset
     from peft import LoraConfig, TaskType, get_peft_model
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments, losses)
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+        losses,
+    )
     from sentence_transformers.models import Normalize, Pooling, Transformer
 
     from embtools.instructions import with_instruction
-    from embtools.model_loading import resolve_model_path
+    from embtools.models.loading import resolve_model_path
 
     transformer = Transformer(str(resolve_model_path("smollm2-135m")), max_seq_length=args.max_length)
     model = SentenceTransformer(modules=[transformer, Pooling(transformer.get_word_embedding_dimension(), "lasttoken"),

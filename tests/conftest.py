@@ -39,14 +39,14 @@ def scifact_docs() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def minilm():
-    from embtools.encoder import EncodeSettings, Encoder
+    from embtools.encode.encoder import Encoder, EncodeSettings
 
     return Encoder("minilm-l6", EncodeSettings(dtype="float32"))
 
 
 @pytest.fixture(scope="session")
 def smollm():
-    from embtools.encoder import EncodeSettings, Encoder
+    from embtools.encode.encoder import Encoder, EncodeSettings
 
     return Encoder("smollm2-135m", EncodeSettings(dtype="float32"))
 

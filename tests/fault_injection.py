@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from embtools.atomic import remove_stale_temporaries
+from embtools.records.atomic import remove_stale_temporaries
 
 TMP_MARK = ".embtools-tmp-"
 Snapshot = dict[str, bytes] | bytes | None

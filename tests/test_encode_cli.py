@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from conftest import REPO, read_jsonl, write_jsonl
 from embtools.commands.encode import main as encode
-from embtools.embedding_codec import decode_vector
 from embtools.instructions import with_instruction
+from embtools.records.embeddings import decode_vector
 
 MINILM = ["--model", "minilm-l6"]
 

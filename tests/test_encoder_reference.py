@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from embtools.batching import token_budget_batches
-from embtools.pooling import last_token_pool
+from embtools.encode.batching import token_budget_batches
+from embtools.models.pooling import last_token_pool
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -78,7 +78,7 @@ def test_sts_equals_sentence_transformers_spearman(sts_file, sts_dev):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
-    from embtools.model_loading import resolve_model_path
+    from embtools.models.loading import resolve_model_path
 
     code, records, _ = run([sts_file])
     pairs = sts_dev[:120]
@@ -97,7 +97,7 @@ def test_sts_equals_sentence_transformers_spearman(sts_file, sts_dev):
 def test_retrieval_metrics_equal_pytrec_eval_on_a_brute_force_run(beir_folder):
     import pytrec_eval
 
-    from embtools.encoder import Encoder
+    from embtools.encode.encoder import Encoder
 
     code, records, _ = run([beir_folder])
     corpus, queries = read_jsonl(beir_folder / "corpus.jsonl"), read_jsonl(beir_folder / "queries.jsonl")
@@ -154,7 +154,7 @@ def test_output_folder_is_read_by_mteb(sts_file, tmp_path):
 
 def test_second_run_is_served_by_the_cache(sts_file, monkeypatch):
     code1, first, _ = run([sts_file])
-    from embtools.encoder import Encoder
+    from embtools.encode.encoder import Encoder
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded although every text is cached")
@@ -230,7 +230,7 @@ def test_sts_benchmark_dev_equals_sentence_transformers_to_4_decimals(sts_dev):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
 
-    from embtools.model_loading import resolve_model_path
+    from embtools.models.loading import resolve_model_path
 
     code, records, _ = run([DATA / "stsbenchmark" / "dev.jsonl"])
     evaluator = EmbeddingSimilarityEvaluator([p["sentence1"] for p in sts_dev], [p["sentence2"] for p in sts_dev],

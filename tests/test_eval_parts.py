@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from embtools.embedding_cache import EmbeddingCache, model_fingerprint, text_key
-from embtools.eval_data import detect, load_retrieval, split_of_file, task_name_for
+from embtools.encode.embedding_cache import EmbeddingCache, model_fingerprint, text_key
+from embtools.evaluate.slices import judged_documents, limit_corpus, limit_queries, sliced_name
 from embtools.instructions import TASK_INSTRUCTIONS
-from embtools.model_loading import ModelSpec
-from embtools.retrieval_slice import judged_documents, limit_corpus, limit_queries, sliced_name
+from embtools.models.loading import ModelSpec
+from embtools.records.datasets import detect, load_retrieval, split_of_file, task_name_for
 
 # Two queries over five documents, scores chosen so every metric can be worked out by hand.
 RUN = {"q1": {"d1": 0.9, "d2": 0.8, "d3": 0.7, "d4": 0.1},
@@ -23,7 +23,7 @@ QRELS = {"q1": {"d2": 1, "d4": 1}, "q2": {"d3": 2, "d9": 1}}
 def test_retrieval_scores_match_pytrec_eval_and_hand_computed_mrr():
     import pytrec_eval
 
-    from embtools.retrieval_eval import retrieval_scores
+    from embtools.evaluate.retrieval import retrieval_scores
 
     scores = retrieval_scores(RUN, QRELS)
     reference = pytrec_eval.RelevanceEvaluator(QRELS, {"ndcg_cut.10", "map_cut.10", "recall.3", "P.1"}).evaluate(RUN)
@@ -37,7 +37,7 @@ def test_retrieval_scores_match_pytrec_eval_and_hand_computed_mrr():
 
 
 def test_identical_ids_are_ignored_only_when_asked():
-    from embtools.retrieval_eval import drop_identical_ids
+    from embtools.evaluate.retrieval import drop_identical_ids
 
     run = {"a": {"a": 1.0, "b": 0.5}}
     assert drop_identical_ids(run) == {"a": {"b": 0.5}}
@@ -84,7 +84,7 @@ def test_task_names_and_splits_from_paths(path, name, split):
 
 
 def _encoder(is_decoder: bool, prompts: dict | None = None):
-    from embtools.cached_encoder import CachedEncoder
+    from embtools.encode.cached_encoder import CachedEncoder
 
     spec = ModelSpec(name="m", path=Path("/nonexistent"), is_decoder=is_decoder, prompts=prompts or {})
     encoder = CachedEncoder.__new__(CachedEncoder)
@@ -100,7 +100,7 @@ def _encoder(is_decoder: bool, prompts: dict | None = None):
     (True, None, {"use_instruction": False}, None),  # --no-instruction
 ])
 def test_instruction_policy(is_decoder, prompts, options, expected):
-    from embtools.eval_run import EvalOptions, instruction_for
+    from embtools.evaluate.run import EvalOptions, instruction_for
 
     assert instruction_for("SciFact", _encoder(is_decoder, prompts), EvalOptions(**options)) == expected
 

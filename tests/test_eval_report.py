@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import write_jsonl
 from embtools.commands.eval import main as emb_eval
-from embtools.eval_report import main_scores, markdown_table
+from embtools.evaluate.report import main_scores, markdown_table
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from conftest import DATA, read_jsonl, write_jsonl
 from embtools.commands.filter import main as emb_filter
-from embtools.decontamination import ContaminationIndex
-from embtools.eval_data import load_qrels
-from embtools.near_duplicates import NearDuplicateIndex
-from embtools.text_normalization import match_key, word_count
+from embtools.filter.decontamination import ContaminationIndex
+from embtools.filter.near_duplicates import NearDuplicateIndex
+from embtools.records.datasets import load_qrels
+from embtools.records.text_keys import match_key, word_count
 
 GERMAN = ("Die Impfung trainiert das Immunsystem, indem sie ihm einen harmlosen Teil eines Erregers zeigt. Wenn der "
           "echte Erreger später auftaucht, reagieren die Gedächtniszellen schnell und stark, und die Krankheit bleibt "

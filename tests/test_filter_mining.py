@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from conftest import DATA, read_jsonl, write_jsonl
 from embtools.commands.filter import main as emb_filter
-from embtools.eval_data import load_qrels
-from embtools.labeled_data import beir_examples
-from embtools.negative_mining import MiningSettings, NegativeMiner, pick_negative
-from embtools.records import RejectSink
+from embtools.filter.labeled_data import beir_examples
+from embtools.filter.negative_mining import MiningSettings, NegativeMiner, pick_negative
+from embtools.records.datasets import load_qrels
+from embtools.records.jsonl import RejectSink
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from chat_server import ChatServer
 from click.testing import CliRunner
-from conftest import REPO, read_jsonl, write_jsonl
 
-from embtools.chat_request import ChatRequest
+from chat_server import ChatServer
+from conftest import REPO, read_jsonl, write_jsonl
 from embtools.commands.brainstorm import main as brainstorm
 from embtools.commands.generate import main as generate
-from embtools.response_cache import ResponseCache
+from embtools.generate.chat_request import ChatRequest
+from embtools.generate.response_cache import ResponseCache
 
 KEY = "sk-planted-c0ffee-4242"
 FAULTS = ["429", "500", "drop", "slow", "malformed", "truncated", "wrong_type", "bad_body", "503", None, None, None]

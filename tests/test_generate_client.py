@@ -7,11 +7,11 @@ import time
 
 import httpx
 import pytest
-from chat_server import ChatServer
 
-from embtools.chat_client import ChatClient, backoff_delay, discover_model, server_retry_delay
-from embtools.chat_request import ChatRequest, OutputShape, RequestFailed
+from chat_server import ChatServer
 from embtools.errors import EmbtoolsError
+from embtools.generate.chat_client import ChatClient, backoff_delay, discover_model, server_retry_delay
+from embtools.generate.chat_request import ChatRequest, OutputShape, RequestFailed
 
 KEY = "sk-planted-7f3a9c1e"
 PROMPT = 'Write it with these keys:\n- "S1": a string, one.\n- "S2": a string, two.\n'

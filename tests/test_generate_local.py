@@ -9,11 +9,11 @@ import re
 import orjson
 import pytest
 from click.testing import CliRunner
-from conftest import write_jsonl
 
-from embtools.chat_request import ChatRequest, OutputShape
+from conftest import write_jsonl
 from embtools.commands.generate import main as generate
-from embtools.local_generator import LocalGenerator, decode_value, first_unescaped_quote
+from embtools.generate.chat_request import ChatRequest, OutputShape
+from embtools.generate.local_generator import LocalGenerator, decode_value, first_unescaped_quote
 
 TASKS = ["Retrieve recipes that match a list of ingredients.", "Find news articles about a company's earnings.",
          "Given a medical symptom, retrieve patient-friendly explanations.", "Search for reviews of a smartphone.",

@@ -7,14 +7,19 @@ from collections import Counter
 
 import pytest
 
-from embtools.chat_request import ChatRequest, ChatResult
 from embtools.errors import EmbtoolsError
-from embtools.model_output import OutputRejected, parse_json_object, parse_string_list
-from embtools.placeholder_sampling import (VALUE_SETS, PlaceholderSampler, default_language_weights,
-                                           parse_languages)
-from embtools.prompt_templates import (BRAINSTORM_TEMPLATES, FIELD_MAPPINGS, GENERATE_TEMPLATES, ONE_STEP_TYPES,
-                                       TASK_TYPES, TWO_STEP_TYPES)
-from embtools.response_cache import ResponseCache
+from embtools.generate.answer_parsing import OutputRejected, parse_json_object, parse_string_list
+from embtools.generate.chat_request import ChatRequest, ChatResult
+from embtools.generate.placeholders import VALUE_SETS, PlaceholderSampler, default_language_weights, parse_languages
+from embtools.generate.prompt_templates import (
+    BRAINSTORM_TEMPLATES,
+    FIELD_MAPPINGS,
+    GENERATE_TEMPLATES,
+    ONE_STEP_TYPES,
+    TASK_TYPES,
+    TWO_STEP_TYPES,
+)
+from embtools.generate.response_cache import ResponseCache
 
 DRAWS = 3000
 

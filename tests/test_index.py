@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import DATA, REPO, read_jsonl, write_jsonl
 from embtools.commands.index import main as emb_index
 from embtools.errors import EmbtoolsError, InputError
-from embtools.vector_index import VectorIndex, add_to_index, build_index, search_records
+from embtools.index.vector_index import VectorIndex, add_to_index, build_index, search_records
 
 DIM = 24
 

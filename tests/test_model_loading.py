@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from embtools.encoder import EncodeSettings, Encoder
+from embtools.encode.encoder import Encoder, EncodeSettings
 from embtools.errors import EmbtoolsError
-from embtools.model_loading import inspect_model, resolve_model_path
+from embtools.models.loading import inspect_model, resolve_model_path
 
 
 def test_builtin_names_resolve_to_offline_folders():
@@ -86,7 +86,7 @@ def test_peft_adapter_folder_loads_base_plus_adapter(tmp_path, minilm, sts_dev_s
 @pytest.mark.slow
 def test_two_processes_racing_convert_smollm_once(tmp_path):
     code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
-            "from embtools.builtin_models import builtin_model_path; print(builtin_model_path('smollm2-135m'))")
+            "from embtools.models.builtin import builtin_model_path; print(builtin_model_path('smollm2-135m'))")
     env = {**os.environ, "EMBTOOLS_HOME": str(tmp_path)}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(2)]

@@ -7,9 +7,9 @@ import os
 import orjson
 import pytest
 
-from embtools.atomic import atomic_dir, atomic_file, remove_stale_temporaries
 from embtools.errors import EmbtoolsError, InputError
-from embtools.records import RejectSink, read_records, require_id, require_string
+from embtools.records.atomic import atomic_dir, atomic_file, remove_stale_temporaries
+from embtools.records.jsonl import RejectSink, read_records, require_id, require_string
 
 
 def _validate(record):

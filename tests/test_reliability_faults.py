@@ -12,9 +12,9 @@ import numpy as np
 import orjson
 import pytest
 
-from embtools import atomic
-from embtools.atomic import atomic_dir, remove_stale_temporaries
-from embtools.vector_index import VectorIndex
+from embtools.index.vector_index import VectorIndex
+from embtools.records import atomic
+from embtools.records.atomic import atomic_dir, remove_stale_temporaries
 from fault_injection import FaultCase, inject, jsonl_ids, snapshot, temporaries, timed_reference, write_window
 
 BIN = Path(sys.executable).parent
@@ -59,8 +59,8 @@ def _same_embeddings(a, b) -> bool:
 @pytest.mark.slow
 def test_emb_encode_killed_while_writing_reruns_to_the_same_file(tmp_path, sts_dev):
     """The reference is computed in this process (same settings, same chunks), which saves a 15-50 s model-loading run."""
-    from embtools.embedding_stream import embed_records
-    from embtools.encoder import EncodeSettings, Encoder
+    from embtools.encode.encoder import Encoder, EncodeSettings
+    from embtools.encode.stream import embed_records
 
     records = [{"id": f"s{i}", "text": p["sentence1"]} for i, p in enumerate(sts_dev[:48])]
     texts = tmp_path / "texts.jsonl"
@@ -95,8 +95,8 @@ def test_emb_index_add_killed_anywhere_leaves_old_or_new_index(tmp_path):
     more = _vectors_file(tmp_path / "more.jsonl", 6000, 96, start=2000)
     base, out = tmp_path / "base.ix", tmp_path / "out" / "ix"
     out.parent.mkdir()
-    from embtools.records import read_records
-    from embtools.vector_index import build_index
+    from embtools.index.vector_index import build_index
+    from embtools.records.jsonl import read_records
 
     build_index(read_records(base_vectors), base)
     case = FaultCase([str(BIN / "emb-index"), "add", str(more), "--index", str(out), "--batch-size", "50"], out,
@@ -200,7 +200,7 @@ def test_emb_train_killed_while_checkpointing_resumes_to_a_whole_model(tmp_path,
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaModel
 
-    from embtools.model_loading import resolve_model_path
+    from embtools.models.loading import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m"))
     torch.manual_seed(0)

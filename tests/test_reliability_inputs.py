@@ -18,15 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embtools.commands.index import main as emb_index
-from embtools.embedding_codec import decode_vector
-from embtools.embedding_stream import text_record_validator, validate_text_record
+from embtools.encode.stream import text_record_validator, validate_text_record
 from embtools.errors import EmbtoolsError, InputError
-from embtools.example_schema import TASK_TYPES, schema_problem
-from embtools.model_output import OutputRejected, parse_json_object, parse_string_list
-from embtools.records import MAX_NESTING, RejectSink, read_records
-from embtools.synthetic_jobs import validate_task_record
-from embtools.training_data import validate_example
-from embtools.embedding_checks import EmbeddingChecker
+from embtools.generate.answer_parsing import OutputRejected, parse_json_object, parse_string_list
+from embtools.generate.jobs import validate_task_record
+from embtools.index.embedding_checks import EmbeddingChecker
+from embtools.records.embeddings import decode_vector
+from embtools.records.examples import TASK_TYPES, schema_problem
+from embtools.records.jsonl import MAX_NESTING, RejectSink, read_records
+from embtools.train.data import validate_example
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -233,8 +233,8 @@ def test_emb_index_build_skip_invalid_counts_every_skip(tmp_path):
 
 _BIG_LINE_PROBE = """
 import resource, sys
-from embtools.records import read_records, RejectSink
-from embtools.embedding_stream import validate_text_record
+from embtools.records.jsonl import read_records, RejectSink
+from embtools.encode.stream import validate_text_record
 from embtools.errors import InputError
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 sink = RejectSink()
@@ -281,7 +281,7 @@ def test_endless_garbage_on_stdin_fails_fast_without_a_traceback():
 @given(data=st.binary(max_size=200) | st.lists(json_values, max_size=3).map(
     lambda vs: b"\n".join(orjson.dumps({"sentence1": "a", "sentence2": v, "score": 1}) for v in vs)))
 def test_sts_files_load_or_fail_in_one_line(tmp_path_factory, data):
-    from embtools.eval_data import load_sts
+    from embtools.records.datasets import load_sts
 
     path = tmp_path_factory.mktemp("sts") / "sts.jsonl"
     path.write_bytes(data)
@@ -294,7 +294,7 @@ def test_sts_files_load_or_fail_in_one_line(tmp_path_factory, data):
 @FAST
 @given(data=st.binary(max_size=80) | st.sampled_from([b"q\td\t1\n\xff\td\t1\n", b"q\td\t" + b"1" * 200_000 + b"\n"]))
 def test_qrels_files_load_or_fail_in_one_line(tmp_path_factory, data):
-    from embtools.eval_data import load_qrels
+    from embtools.records.datasets import load_qrels
 
     path = tmp_path_factory.mktemp("qrels") / "test.tsv"
     path.write_bytes(data)

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 
 from conftest import REPO, write_jsonl
 from embtools.commands.index import main as emb_index
-from embtools.embedding_cache import FORMAT_VERSION, EmbeddingCache
+from embtools.encode.embedding_cache import FORMAT_VERSION, EmbeddingCache
 from embtools.errors import EmbtoolsError
-from embtools.model_loading import resolve_model_path
-from embtools.vector_index import VectorIndex, build_index
+from embtools.index.vector_index import VectorIndex, build_index
+from embtools.models.loading import resolve_model_path
 
 SRC = REPO / "src" / "embtools"
 CANARY = "sk-embtools-canary-7f3a9c2e5b1d4086"
@@ -42,8 +42,8 @@ FORBIDDEN = {
     r"\bos\.system\(": "os.system",
     r"\bliteral_eval\(": "literal_eval (allowed only where model output is parsed as data: see below)",
 }
-# ast.literal_eval parses Python literals without running code; model_output.py uses it for list-shaped answers.
-LITERAL_EVAL_ALLOWED = {"model_output.py"}
+# ast.literal_eval parses Python literals without running code; generate/answer_parsing.py uses it for list-shaped answers.
+LITERAL_EVAL_ALLOWED = {"generate/answer_parsing.py"}
 
 
 def _source_files() -> list[Path]:
@@ -63,7 +63,7 @@ def test_no_source_file_turns_data_into_code():
 
 
 _TORCH_LOAD = re.compile(r"torch\.load\(([^()]|\([^()]*\))*\)")
-@pytest.mark.parametrize("name", ["model_loading.py", "encoder.py", "training_checkpoint.py", "training_loop.py"])
+@pytest.mark.parametrize("name", ["models/loading.py", "encode/encoder.py", "train/checkpoint.py", "train/loop.py"])
 def test_every_torch_load_is_weights_only(name):
     calls = [m.group(0) for m in _TORCH_LOAD.finditer((SRC / name).read_text())] if (SRC / name).exists() else []
     assert all("weights_only=True" in call for call in calls), calls
@@ -71,7 +71,7 @@ def test_every_torch_load_is_weights_only(name):
 
 def test_no_other_file_calls_torch_load():
     loaders = {p.name for p in _source_files() if _TORCH_LOAD.search(p.read_text())}
-    assert loaders <= {"model_loading.py", "encoder.py", "training_checkpoint.py", "training_loop.py"}, loaders
+    assert loaders <= {"models/loading.py", "encode/encoder.py", "train/checkpoint.py", "train/loop.py"}, loaders
 
 
 def _commands() -> dict[str, click.Command]:
@@ -103,7 +103,7 @@ def _model_copy(tmp_path: Path, name: str) -> Path:
 
 
 def test_a_model_folders_own_code_never_runs_without_the_flag(tmp_path):
-    from embtools.encoder import EncodeSettings, Encoder
+    from embtools.encode.encoder import Encoder, EncodeSettings
 
     folder = _model_copy(tmp_path, "custom-code")
     marker = tmp_path / "code-ran"
@@ -306,7 +306,6 @@ def test_the_api_key_reaches_no_artifact_of_brainstorm_generate_and_filter(tmp_p
     """A full synthetic-data run against a real local endpoint, then one whose endpoint answers 401 and echoes the
     Authorization header (as careless servers do), under -v: the key is sent, and never written anywhere."""
     from chat_server import ChatServer
-
     from embtools.commands.brainstorm import main as brainstorm
     from embtools.commands.filter import main as emb_filter
     from embtools.commands.generate import main as generate
@@ -354,7 +353,6 @@ def test_emb_train_never_replaces_an_existing_folder_without_overwrite(tmp_path)
 
 def _generate_with_cache(tmp_path: Path, prepare) -> tuple[int, str]:
     from chat_server import ChatServer
-
     from embtools.commands.generate import main as generate
 
     tasks = write_jsonl(tmp_path / "tasks.jsonl", [{"id": 1, "task_type": "short-long", "task": "Find papers"}])

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, read_jsonl, write_jsonl
 
+from conftest import DATA, read_jsonl, write_jsonl
 from embtools.commands.train import main as train_main
 
 TINY_ARGS = ["--batch-size", "4", "--mini-batch-size", "2", "--max-length", "24", "--lr", "1e-3",
@@ -99,7 +99,7 @@ def assert_same_weights(a: Path, b: Path, atol: float = 1e-6) -> None:
 def test_output_loads_the_same_in_emb_encode_and_sentence_transformers(smollm, examples, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from embtools.encoder import EncodeSettings, Encoder
+    from embtools.encode.encoder import Encoder, EncodeSettings
     from embtools.instructions import with_instruction
 
     out = tmp_path / "model"
@@ -121,7 +121,7 @@ def test_output_loads_the_same_in_emb_encode_and_sentence_transformers(smollm, e
 
 
 def test_merged_weights_embed_like_the_adapter(tiny_llama, examples, tmp_path):
-    from embtools.encoder import EncodeSettings, Encoder
+    from embtools.encode.encoder import Encoder, EncodeSettings
 
     common = [examples, "--model", tiny_llama, "--max-steps", "1", *TINY_ARGS]
     invoke([*common, "-o", tmp_path / "adapter"])

@@ -7,11 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from embtools.errors import InputError
-from embtools.grad_cache import grad_cache_backward, plain_backward
-from embtools.infonce_loss import BatchKeys, InfoNCELoss
-from embtools.text_batches import TokenBatch
-from embtools.training_data import (TrainingExample, epoch_batches, parse_source, text_key, to_example,
-                                    validate_example)
+from embtools.train.data import TrainingExample, epoch_batches, parse_source, text_key, to_example, validate_example
+from embtools.train.grad_cache import grad_cache_backward, plain_backward
+from embtools.train.infonce_loss import BatchKeys, InfoNCELoss
+from embtools.train.text_batches import TokenBatch
 
 
 def example(i: int, task: str = "0:") -> TrainingExample:
@@ -143,7 +142,7 @@ def test_grad_cache_replays_dropout(monkeypatch):
     """With dropout, the re-forward must draw the same masks as the cached forward; without the replay it does not."""
     import contextlib
 
-    from embtools import grad_cache
+    from embtools.train import grad_cache
 
     setup = _Setup(dropout=0.1)
     _, with_graph = setup.gradients(plain_backward, setup.chunks)

@@ -7,13 +7,19 @@ from contextlib import nullcontext
 import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
-from embtools.generation_options import generation_options
-from embtools.prompt_templates import TWO_STEP_TYPES
-from embtools.records import RejectSink
-from embtools.synthetic_data import (LOCAL_MAX_NEW_TOKENS, GeneratorSettings, dry_run_summary, model_name,
-                                     open_cache, run_to_output)
-from embtools.synthetic_jobs import SamplingSettings, brainstorm_jobs, task_records
-from embtools.synthetic_run import Budget
+from embtools.commands.generation_options import generation_options
+from embtools.generate.generation_run import (
+    LOCAL_MAX_NEW_TOKENS,
+    GeneratorSettings,
+    dry_run_summary,
+    model_name,
+    open_cache,
+    run_to_output,
+)
+from embtools.generate.job_runner import Budget
+from embtools.generate.jobs import SamplingSettings, brainstorm_jobs, task_records
+from embtools.generate.prompt_templates import TWO_STEP_TYPES
+from embtools.records.jsonl import RejectSink
 
 BRAINSTORM_COMPLETION_GUESS = 600  # about 20 one-sentence tasks
 

@@ -12,13 +12,20 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info, input_options
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
-from embtools.embedding_codec import ENCODINGS
-from embtools.embedding_stream import embed_records, text_record_validator
-from embtools.encoder import DTYPES, EncodeSettings, Encoder
+from embtools.encode.encoder import DTYPES, Encoder, EncodeSettings
+from embtools.encode.stream import embed_records, text_record_validator
 from embtools.errors import EmbtoolsError
-from embtools.model_loading import POOLINGS
-from embtools.records import (RejectSink, open_input, read_records, record_output, reject_sink, skipped_summary,
-                              write_records)
+from embtools.models.loading import POOLINGS
+from embtools.records.embeddings import ENCODINGS
+from embtools.records.jsonl import (
+    RejectSink,
+    open_input,
+    read_records,
+    record_output,
+    reject_sink,
+    skipped_summary,
+    write_records,
+)
 
 _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 

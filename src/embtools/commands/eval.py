@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
-from embtools.cached_encoder import CachedEncoder
 from embtools.cli import EmbtoolsCommand, common_options, info
-from embtools.embedding_cache import EmbeddingCache
-from embtools.encoder import DTYPES, EncodeSettings
-from embtools.eval_data import detect
-from embtools.eval_report import read_metric_records, write_report
-from embtools.eval_results import metric_records, result_path, task_result, write_model_meta, write_task_result
-from embtools.eval_run import EvalOptions, EvalOutcome, evaluate_source
-from embtools.model_loading import POOLINGS
-from embtools.records import record_output, write_records
+from embtools.encode.cached_encoder import CachedEncoder
+from embtools.encode.embedding_cache import EmbeddingCache
+from embtools.encode.encoder import DTYPES, EncodeSettings
+from embtools.evaluate.report import read_metric_records, write_report
+from embtools.evaluate.results import metric_records, result_path, task_result, write_model_meta, write_task_result
+from embtools.evaluate.run import EvalOptions, EvalOutcome, evaluate_source
+from embtools.models.loading import POOLINGS
+from embtools.records.datasets import detect
+from embtools.records.jsonl import record_output, write_records
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-eval")
@@ -95,7 +95,7 @@ def _report(outcome: EvalOutcome, encoder: CachedEncoder) -> None:
 
 
 def _save(outcome: EvalOutcome, encoder: CachedEncoder, folder: Path) -> None:
-    from embtools.mteb_bridge import model_meta
+    from embtools.evaluate.mteb_encoder import model_meta
 
     meta = model_meta(encoder)
     result = task_result(outcome.metadata, outcome.split, outcome.scores, outcome.seconds)

@@ -8,18 +8,18 @@ import time
 import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info, input_options
-from embtools.decontamination import DecontaminationSettings
-from embtools.duplicate_checks import DEFAULT_FIELDS
-from embtools.example_schema import TEXT_FIELDS
-from embtools.filter_pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
-from embtools.filter_report import FilterStats, write_report
-from embtools.guideline_checks import GuidelineSettings
-from embtools.language_check import LanguageSettings
-from embtools.negative_mining import MiningSettings, NegativeMiner
-from embtools.records import reject_sink, record_output, write_records
+from embtools.filter.decontamination import DecontaminationSettings
+from embtools.filter.duplicates import DEFAULT_FIELDS
+from embtools.filter.guidelines import GuidelineSettings
+from embtools.filter.language import LanguageSettings
+from embtools.filter.negative_mining import MiningSettings, NegativeMiner
+from embtools.filter.pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
+from embtools.filter.report import FilterStats, write_report
+from embtools.records.examples import TEXT_FIELDS
+from embtools.records.jsonl import record_output, reject_sink, write_records
 
 _PATH = click.Path(exists=True)
-_DTYPES = ("auto", "float32", "bfloat16", "float16")  # embtools.encoder.DTYPES, without importing torch for --help
+_DTYPES = ("auto", "float32", "bfloat16", "float16")  # embtools.encode.encoder.DTYPES, without importing torch for --help
 
 
 def _fields(ctx, param, value: str) -> tuple[str, ...]:

@@ -7,15 +7,21 @@ from itertools import islice
 import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info, input_options
-from embtools.generation_options import generation_options
-from embtools.placeholder_sampling import PlaceholderSampler, parse_languages
-from embtools.prompt_templates import ONE_STEP_TYPES
-from embtools.records import RejectSink, read_records, reject_sink
-from embtools.synthetic_data import (LOCAL_MAX_NEW_TOKENS, GeneratorSettings, dry_run_summary, model_name,
-                                     open_cache, parse_shard, run_to_output)
-from embtools.synthetic_jobs import (SamplingSettings, example_records, symmetric_jobs, task_jobs,
-                                     validate_task_record)
-from embtools.synthetic_run import Budget
+from embtools.commands.generation_options import generation_options
+from embtools.generate.generation_run import (
+    LOCAL_MAX_NEW_TOKENS,
+    GeneratorSettings,
+    dry_run_summary,
+    model_name,
+    open_cache,
+    parse_shard,
+    run_to_output,
+)
+from embtools.generate.job_runner import Budget
+from embtools.generate.jobs import SamplingSettings, example_records, symmetric_jobs, task_jobs, validate_task_record
+from embtools.generate.placeholders import PlaceholderSampler, parse_languages
+from embtools.generate.prompt_templates import ONE_STEP_TYPES
+from embtools.records.jsonl import RejectSink, read_records, reject_sink
 
 EXAMPLE_COMPLETION_GUESS = 500  # a query and two documents of a few hundred words
 

@@ -8,10 +8,20 @@ from pathlib import Path
 import click
 
 from embtools.cli import EmbtoolsGroup, common_options, info, input_options
-from embtools.embedding_checks import EmbeddingChecker
-from embtools.records import read_records, record_output, reject_sink, skipped_summary, write_records
-from embtools.vector_index import (ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH,
-                                   VectorIndex, add_to_index, build_index, checker_for_index, search_records)
+from embtools.index.embedding_checks import EmbeddingChecker
+from embtools.index.vector_index import (
+    ADD_BATCH,
+    DEFAULT_EF_SEARCH,
+    DEFAULT_FACTORY,
+    DEFAULT_TRAIN_SIZE,
+    SEARCH_BATCH,
+    VectorIndex,
+    add_to_index,
+    build_index,
+    checker_for_index,
+    search_records,
+)
+from embtools.records.jsonl import read_records, record_output, reject_sink, skipped_summary, write_records
 
 _FILE = click.Path(allow_dash=True, dir_okay=False)
 

@@ -10,7 +10,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info, input_options
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
-from embtools.records import reject_sink, skipped_summary
+from embtools.records.jsonl import reject_sink, skipped_summary
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-train")
@@ -77,7 +77,7 @@ def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, te
     Writes OUTPUT (a PEFT adapter or merged weights, loadable by emb-encode and sentence-transformers) and one
     JSON summary line on stdout.
     """
-    from embtools.training_data import parse_source
+    from embtools.train.data import parse_source
 
     sources = [parse_source(a) for a in inputs or ("-",)]
     if (num_processes > 1 or deepspeed_name) and not is_launched():
@@ -97,9 +97,9 @@ def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, te
 
 
 def _config(options: dict, sources):
-    from embtools.deepspeed_configs import deepspeed_config
-    from embtools.lora_setup import LoraSettings
-    from embtools.training_loop import TrainConfig
+    from embtools.train.deepspeed_configs import deepspeed_config
+    from embtools.train.loop import TrainConfig
+    from embtools.train.lora import LoraSettings
 
     ds = None
     if options["deepspeed_name"]:
@@ -124,7 +124,7 @@ def _config(options: dict, sources):
 
 
 def _train(config, sink):
-    from embtools.training_loop import train
+    from embtools.train.loop import train
 
     return train(config, sink)
 

@@ -1,0 +1,89 @@
+"""mteb tasks for emb-eval: local data as mteb custom tasks, and the installed mteb's own tasks by name.
+
+Custom tasks follow mteb 2.26's offline recipe: subclass the AbsTask, give a TaskMetadata whose dataset is local,
+fill `self.dataset` in `load_data()`. Classification runs through mteb's AbsTaskClassification unchanged (logistic
+regression, max_iter 100, 8 samples per label, 10 experiments, seed 42), so its numbers are mteb's by construction.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from embtools.errors import EmbtoolsError
+from embtools.records.datasets import ClassificationData, RetrievalData
+
+
+def local_metadata(name: str, task_type: str, main_score: str, split: str, revision: str, path: str = "local"):
+    """A TaskMetadata for data on disk (English text, one `default` subset, one evaluated split)."""
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    return TaskMetadata(
+        name=name, type=task_type, main_score=main_score, description=f"{task_type} data from {path}",
+        reference=None, dataset={"path": path, "revision": revision}, category="t2t", eval_splits=[split],
+        eval_langs=["eng-Latn"], modalities=["text"], date=None, domains=None, task_subtypes=None, license=None,
+        annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
+
+
+def _preloaded(base: type, metadata, dataset) -> Any:
+    """An instance of an mteb task class whose data is `dataset`, already in memory (load_data does nothing)."""
+
+    class LocalTask(base):
+        def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+            self.data_loaded = True
+
+    LocalTask.metadata = metadata
+    task = LocalTask()
+    task.dataset = dataset
+    task.data_loaded = True
+    return task
+
+
+def classification_task(data: ClassificationData, metadata, split: str):
+    """An mteb AbsTaskClassification over train/test texts and labels, its data already loaded."""
+    from datasets import Dataset, DatasetDict
+    from mteb.abstasks.classification import AbsTaskClassification
+
+    return _preloaded(AbsTaskClassification, metadata, DatasetDict({
+        "train": Dataset.from_dict({"text": data.train_texts, "label": data.train_labels}),
+        split: Dataset.from_dict({"text": data.test_texts, "label": data.test_labels}),
+    }))
+
+
+def retrieval_task(data: RetrievalData, metadata, split: str):
+    """An mteb AbsTaskRetrieval over a loaded BEIR folder (what mteb itself would evaluate; used by bench/)."""
+    from datasets import Dataset
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+
+    return _preloaded(AbsTaskRetrieval, metadata, {"default": {split: {
+        "corpus": Dataset.from_list([{"id": i, "text": t} for i, t in data.corpus.items()]),
+        "queries": Dataset.from_list([{"id": i, "text": t} for i, t in data.queries.items()]),
+        "relevant_docs": data.qrels, "top_ranked": None}}})
+
+
+def run_task(task, model, split: str) -> dict[str, Any]:
+    """mteb's scores of one split's `default` subset (or its only subset)."""
+    scores = task.evaluate(model, split, encode_kwargs={"batch_size": 64})
+    return scores.get("default") or next(iter(scores.values()))
+
+
+def mteb_task(name: str):
+    """The installed mteb's task of that name, its data loaded from the local Hugging Face cache."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import mteb
+
+    try:
+        task = mteb.get_task(name)
+    except (KeyError, ValueError) as exc:
+        raise EmbtoolsError(f"mteb:{name}: the installed mteb has no such task ({str(exc).splitlines()[0]})") from None
+    try:
+        task.load_data()
+    except Exception as exc:  # datasets/hub raise many kinds; any of them means: not available here
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise EmbtoolsError(
+            f"mteb:{name}: its data ({task.metadata.dataset['path']}) is not in the local Hugging Face cache "
+            f"({reason}); on a connected machine run `python -c \"import mteb; mteb.get_task('{name}').load_data()\"` "
+            "and copy ~/.cache/huggingface here (or set HF_HOME), or give emb-eval a local file or folder instead"
+        ) from None
+    return task

@@ -1,0 +1,146 @@
+"""One emb-eval DATA argument, evaluated: which instruction applies, which evaluator runs, what comes out.
+
+`evaluate_source(source, encoder, options)` returns an EvalOutcome: the task name (with the slice, if any), the
+split, mteb's score dict (with `main_score`), the mteb TaskMetadata the result file is written under, and the time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from embtools.encode.cached_encoder import CachedEncoder
+from embtools.errors import EmbtoolsError
+from embtools.instructions import TASK_INSTRUCTIONS, model_takes_instructions
+from embtools.records.datasets import (
+    DataSource,
+    data_revision,
+    load_classification,
+    load_retrieval,
+    load_sts,
+    split_of_file,
+)
+
+
+@dataclass
+class EvalOptions:
+    """`instruction`: --instruction; `use_instruction`: False for --no-instruction, None to decide by model."""
+
+    instruction: str | None = None
+    use_instruction: bool | None = None
+    split: str = "test"
+    max_corpus: int | None = None
+    max_queries: int | None = None
+    seed: int = 42
+    ignore_identical_ids: bool = False
+    max_pairs: int | None = None
+
+
+@dataclass
+class EvalOutcome:
+    """`metadata`: the mteb TaskMetadata to file the result under (built only when asked, as importing mteb
+    takes seconds and an STS run does not need it)."""
+
+    task: str
+    split: str
+    scores: dict[str, Any]
+    main_metric: str
+    describe: Callable[[], Any]
+    seconds: float = 0.0
+
+    @property
+    def metadata(self) -> Any:
+        return self.describe()
+
+
+def _local(source: DataSource, task: str, task_type: str, main_metric: str, split: str,
+           scores: dict[str, Any]) -> EvalOutcome:
+    """An outcome on local data, its metadata naming the data's path and content revision."""
+    def describe() -> Any:
+        from embtools.evaluate.mteb_tasks import local_metadata
+
+        return local_metadata(task, task_type, main_metric, split, data_revision(source), str(source.path))
+    return EvalOutcome(task, split, scores, main_metric, describe)
+
+
+def instruction_for(task_name: str, encoder: CachedEncoder, options: EvalOptions,
+                    fallback: str | None = None) -> str | None:
+    """--instruction; else, for a model trained with instructions, the known E5 instruction of the task."""
+    if options.use_instruction is False:
+        return None
+    if options.instruction:
+        return options.instruction
+    if options.use_instruction is None and not model_takes_instructions(encoder.spec.is_decoder,
+                                                                         encoder.spec.prompts):
+        return None
+    return TASK_INSTRUCTIONS.get(task_name, fallback)
+
+
+def evaluate_source(source: DataSource, encoder: CachedEncoder, options: EvalOptions) -> EvalOutcome:
+    """Evaluate one DATA argument with the encoder."""
+    started = time.perf_counter()
+    evaluate = {"sts": _sts, "retrieval": _retrieval, "classification": _classification, "mteb": _mteb}[source.kind]
+    outcome = evaluate(source, encoder, options)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _sts(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
+    from embtools.evaluate.slices import limit_pairs
+    from embtools.evaluate.sts import MAIN_SCORE, evaluate_sts
+
+    data, note = limit_pairs(load_sts(source.path), options.max_pairs, options.seed)
+    scores = evaluate_sts(data, encoder, instruction_for(source.name, encoder, options))
+    name = f"{source.name}[{note}]" if note else source.name
+    return _local(source, name, "STS", MAIN_SCORE, split_of_file(source.path), scores)
+
+
+def _retrieval(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
+    from embtools.evaluate.retrieval import MAIN_SCORE, evaluate_retrieval
+    from embtools.evaluate.slices import limit_corpus, limit_queries, sliced_name
+
+    data = load_retrieval(source.path, options.split)
+    data = limit_corpus(limit_queries(data, options.max_queries, options.seed), options.max_corpus, options.seed)
+    name = sliced_name(source.name, data)
+    instruction = instruction_for(source.name, encoder, options)
+    scores = evaluate_retrieval(data, encoder, instruction, options.ignore_identical_ids)
+    return _local(source, name, "Retrieval", MAIN_SCORE, options.split, scores)
+
+
+def _classification(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
+    from embtools.evaluate.mteb_encoder import MtebEncoder, instruction_rule
+    from embtools.evaluate.mteb_tasks import classification_task, local_metadata, run_task
+
+    data = load_classification(source.path, options.split)
+    metadata = local_metadata(source.name, "Classification", "accuracy", options.split, data_revision(source),
+                              str(source.path))
+    task = classification_task(data, metadata, options.split)
+    model = MtebEncoder(encoder, instruction_rule(instruction_for(source.name, encoder, options)))
+    scores = run_task(task, model, options.split)
+    return EvalOutcome(source.name, options.split, scores, metadata.main_score, lambda: metadata)
+
+
+def _mteb(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
+    from embtools.evaluate.mteb_encoder import MtebEncoder, instruction_rule
+    from embtools.evaluate.mteb_tasks import mteb_task, run_task
+
+    if options.max_corpus or options.max_queries:
+        raise EmbtoolsError(f"mteb:{source.name}: --max-corpus and --max-queries apply to local folders only")
+    task = mteb_task(source.name)
+    if options.split not in task.metadata.eval_splits:
+        raise EmbtoolsError(f"mteb:{source.name}: no split {options.split!r} (it has: "
+                            f"{', '.join(task.metadata.eval_splits)}; choose one with --split)")
+    instruction = instruction_for(source.name, encoder, options, fallback=_task_prompt(task.metadata))
+    model = MtebEncoder(encoder, instruction_rule(instruction))
+    scores = run_task(task, model, options.split)
+    return EvalOutcome(task.metadata.name, options.split, scores, task.metadata.main_score, lambda: task.metadata)
+
+
+def _task_prompt(metadata) -> str | None:
+    """The instruction mteb ships with a task (E5's strings): its query prompt, or its only prompt."""
+    prompt = metadata.prompt
+    if isinstance(prompt, dict):
+        return prompt.get("query") or next(iter(prompt.values()), None)
+    return prompt

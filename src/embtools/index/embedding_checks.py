@@ -1,0 +1,52 @@
+"""Checks on streams of embedding records before they reach an index: decodable vector, one dimension, unique ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import orjson
+
+from embtools.errors import InputError
+from embtools.records.embeddings import read_embedding
+from embtools.records.jsonl import Record
+
+Id = str | int
+
+
+def id_text(value: Id) -> str:
+    return orjson.dumps(value).decode()
+
+
+class EmbeddingChecker:
+    """Checks embedding records one by one; usable as read_records' validator (its errors then carry line numbers).
+
+    A record passes if read_embedding accepts it, its dimension is `dim` (default: that of the first record that
+    passed) and, with `unique`, its id is neither in `known_ids` nor an earlier record's. Its `embedding` is replaced
+    by the decoded float32 array, so the vector is decoded once.
+    """
+
+    def __init__(self, dim: int | None = None, known_ids: Iterable[Id] = (), unique: bool = True):
+        self.dim = dim
+        self.unique = unique
+        self.seen: set[Id] = set(known_ids) if unique else set()
+
+    def __call__(self, record: Record) -> Record:
+        record_id, vector = read_embedding(record)
+        if self.dim is not None and vector.size != self.dim:
+            raise InputError(f"id {id_text(record_id)}: dimension {self.dim} expected, got {vector.size}")
+        if self.unique:
+            if record_id in self.seen:
+                raise InputError(f"duplicate id {id_text(record_id)}")
+            self.seen.add(record_id)
+        self.dim = vector.size
+        record["embedding"] = vector
+        return record
+
+
+def checked_records(records: Iterable[Record], checker: EmbeddingChecker) -> Iterator[Record]:
+    """Records through `checker`; an error names the record's 1-based position."""
+    for number, record in enumerate(records, start=1):
+        try:
+            yield checker(record)
+        except InputError as exc:
+            raise InputError(f"record {number}: {exc}") from None

@@ -1,0 +1,334 @@
+"""FAISS indexes of embedding records: build, append, load and search an index folder.
+
+The folder's format (index.faiss, ids.jsonl, index.json) and its checks: index/folder.py.
+
+Vectors are L2-normalized on insertion and queries before search, so a score is the cosine similarity.
+Input streams: a trainable index (IVF, PQ, SQ) trains on the first `train_size` vectors, which it then adds, and the
+rest are added in batches; nothing beyond the training sample and one batch is held outside the index itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections.abc import Iterable, Iterator
+from itertools import chain, islice
+from pathlib import Path
+from typing import IO, Any
+
+import faiss
+import numpy as np
+import orjson
+
+from embtools.errors import EmbtoolsError, InputError
+from embtools.index.embedding_checks import EmbeddingChecker, Id, checked_records
+from embtools.index.folder import (
+    FORMAT,
+    FORMAT_VERSION,
+    IDS_FILE,
+    INDEX_FILE,
+    META_FILE,
+    read_ids,
+    read_meta,
+    write_meta,
+)
+from embtools.records.atomic import atomic_dir, check_output_dir
+from embtools.records.jsonl import Record
+
+log = logging.getLogger("embtools")
+
+DEFAULT_FACTORY = "Flat"
+DEFAULT_TRAIN_SIZE = 100_000
+DEFAULT_EF_SEARCH = 64
+ADD_BATCH, SEARCH_BATCH = 4096, 1024
+POINTS_PER_CENTROID = 39  # below this many training points per centroid faiss warns that k-means is starved
+
+
+def default_nprobe(nlist: int) -> int:
+    """IVF lists visited per query unless told otherwise: nlist/8, at least 32 (all of a small index); measured
+    recall@10 on MiniLM SciFact embeddings is in docs/index.md."""
+    return min(nlist, max(32, nlist // 8))
+
+
+def _batches(rows: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _normalized_matrix(rows: list[Record]) -> np.ndarray:
+    """The rows' vectors as one float32 matrix, each row L2-normalized (faiss.normalize_L2)."""
+    matrix = np.ascontiguousarray(np.stack([row["embedding"] for row in rows]), dtype=np.float32)
+    faiss.normalize_L2(matrix)
+    return matrix
+
+
+def _faiss_reason(exc: Exception) -> str:
+    """faiss's C++ message without its 'Error in <signature> at <file>:<line>: ' preamble."""
+    return re.sub(r"^Error in .*? at \S+:\d+: ", "", str(exc).strip().splitlines()[0])
+
+
+# --- making and filling an index --------------------------------------------------------------------------------
+
+def require_gpu() -> None:
+    """EmbtoolsError unless faiss-gpu is installed and sees a GPU."""
+    if not hasattr(faiss, "StandardGpuResources"):
+        raise EmbtoolsError("--gpu needs faiss-gpu (pip install 'embtools[gpu]'); the installed faiss is CPU-only")
+    if faiss.get_num_gpus() == 0:
+        raise EmbtoolsError("--gpu: faiss-gpu sees no GPU")
+
+
+def _to_gpu(index: faiss.Index) -> faiss.Index:
+    """A copy of the index on the first GPU (faiss keeps its GPU resources alive with it)."""
+    try:
+        return faiss.index_cpu_to_all_gpus(index, ngpu=1)
+    except RuntimeError as exc:
+        raise EmbtoolsError(f"--gpu: this index type cannot run on a GPU: {_faiss_reason(exc)}") from None
+
+
+def new_index(dim: int, factory: str) -> faiss.Index:
+    """An empty inner-product index from a FAISS factory string, with this toolkit's search defaults set."""
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise EmbtoolsError(f"--factory {factory!r} is not a FAISS index for {dim}-d vectors: "
+                            f"{_faiss_reason(exc)}") from None
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = default_nprobe(ivf.nlist)
+    _set_parameter(index, "efSearch", DEFAULT_EF_SEARCH, required=False)
+    return index
+
+
+def _clusterings(index: faiss.Index) -> list[tuple[str, int, Any]]:
+    """The k-means runs training needs: (what, number of centroids, its ClusteringParameters)."""
+    found = []
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        found.append(("IVF lists", ivf.nlist, ivf.cp))
+    pq = getattr(faiss.downcast_index(ivf if ivf is not None else index), "pq", None)
+    if pq is not None:
+        found.append(("PQ centroids", pq.ksub, pq.cp))
+    return found
+
+
+def _check_training_points(index: faiss.Index, count: int) -> None:
+    """Fail when there are fewer training vectors than centroids; say so in one line when there are few."""
+    for what, centroids, params in _clusterings(index):
+        if count < centroids:
+            raise InputError(f"{count} vectors cannot train {centroids} {what}: give at least {centroids} vectors "
+                             "or a smaller size in --factory")
+        wanted = POINTS_PER_CENTROID * centroids
+        if count < wanted:
+            log.warning(f"emb-index: warning: training {centroids} {what} on {count} vectors (faiss wants {wanted}); "
+                        "recall may suffer, a smaller size in --factory fits better")
+            params.min_points_per_centroid = 1  # we said it once; keep faiss from repeating it per sub-quantizer
+
+
+def _train(index: faiss.Index, sample: np.ndarray) -> None:
+    _check_training_points(index, len(sample))
+    try:
+        index.train(sample)
+    except RuntimeError as exc:
+        raise EmbtoolsError(f"training failed: {_faiss_reason(exc)}") from None
+
+
+def _add(index: faiss.Index, rows: list[Record], ids_out: IO[bytes]) -> int:
+    """Add the rows' vectors to the index and their ids to ids_out, in the same order; return how many."""
+    index.add(_normalized_matrix(rows))
+    ids_out.write(b"".join(orjson.dumps(row["id"]) + b"\n" for row in rows))
+    return len(rows)
+
+
+def _fill(index: faiss.Index, rows: Iterator[Record], ids_out: IO[bytes], train_size: int,
+          batch_size: int) -> tuple[int, int]:
+    """Train the index if it needs it (on the first train_size rows), then add every row. Returns (added, trained on)."""
+    added = trained_on = 0
+    if not index.is_trained:
+        sample = list(islice(rows, train_size))
+        _train(index, _normalized_matrix(sample))
+        trained_on = len(sample)
+        added = sum(_add(index, batch, ids_out) for batch in _batches(sample, batch_size))
+        del sample
+    added += sum(_add(index, batch, ids_out) for batch in _batches(rows, batch_size))
+    return added, trained_on
+
+
+# --- writing the folder ------------------------------------------------------------------------------------------
+
+def _write_folder(folder: Path, index: faiss.Index, meta: dict) -> None:
+    """Write index.faiss, then index.json with the size and checksum of index.faiss and ids.jsonl."""
+    faiss.write_index(index, str(folder / INDEX_FILE))
+    write_meta(folder, meta)
+
+
+def _search_defaults(index: faiss.Index) -> dict:
+    """The search parameters stored in the index: nprobe for IVF, efSearch for HNSW."""
+    ivf = faiss.try_extract_index_ivf(index)
+    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    return {**({"nprobe": ivf.nprobe} if ivf is not None else {}),
+            **({"efSearch": hnsw.efSearch} if hnsw is not None else {})}
+
+
+def _meta(index: faiss.Index, *, model: str | None, dim: int, factory: str, count: int, trained_on: int) -> dict:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model, "dim": dim,
+            "metric": "inner_product", "normalized": True, "score": "cosine similarity (L2-normalized on insertion)",
+            "factory": factory, "count": count, "trained_on": trained_on, "search_defaults": _search_defaults(index),
+            "faiss_version": faiss.__version__}
+
+
+def _record_model(record: Record) -> str | None:
+    meta = record.get("meta")
+    model = meta.get("model") if isinstance(meta, dict) else None
+    return model if isinstance(model, str) else None
+
+
+# --- the public API --------------------------------------------------------------------------------------------------
+
+def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT_FACTORY, *, overwrite: bool = False,
+                model: str | None = None, train_size: int = DEFAULT_TRAIN_SIZE, gpu: bool = False,
+                checker: EmbeddingChecker | None = None, batch_size: int = ADD_BATCH) -> dict:
+    """Build an index folder at out_dir from embedding records (float lists or base64), atomically; return its meta.
+
+    `records` are checked here (errors name the record's position), unless `checker` is the EmbeddingChecker they
+    already went through (as read_records' validator: errors then name lines, and --skip-invalid can skip).
+    `model` defaults to the first record's meta.model. InputError for bad or no input; EmbtoolsError for an
+    existing out_dir without `overwrite`, a bad factory string or too few vectors to train on.
+    """
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, overwrite)
+    if gpu:
+        require_gpu()
+    rows = iter(records) if checker else checked_records(records, EmbeddingChecker())
+    first = next(rows, None)
+    if first is None:
+        raise InputError("no embeddings to index")
+    dim = first["embedding"].size
+    index = new_index(dim, factory)
+    with atomic_dir(out_dir, overwrite) as folder:
+        with open(folder / IDS_FILE, "wb") as ids_out:
+            working = _to_gpu(index) if gpu else index
+            count, trained_on = _fill(working, chain([first], rows), ids_out, train_size, batch_size)
+            index = faiss.index_gpu_to_cpu(working) if gpu else index
+        meta = _meta(index, model=model or _record_model(first), dim=dim, factory=factory, count=count,
+                     trained_on=trained_on)
+        _write_folder(folder, index, meta)
+    return meta
+
+
+def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: EmbeddingChecker | None = None,
+                 batch_size: int = ADD_BATCH) -> dict:
+    """Append embedding records to an existing index folder, atomically (a new folder replaces it); return its meta.
+
+    Vectors must have the index's dimension and ids must be new. Without `checker` the records are checked here;
+    with one, it must have been made by `checker_for_index(index_dir)` and already applied.
+    """
+    index_dir = Path(index_dir)
+    meta = read_meta(index_dir, verify=checker is None)  # checker_for_index verified the folder
+    if checker is None:
+        records = checked_records(records, EmbeddingChecker(meta["dim"], read_ids(index_dir, meta["count"])))
+    rows = iter(records)
+    first = next(rows, None)
+    if first is None:
+        raise InputError("no embeddings to add")
+    index = faiss.read_index(str(index_dir / INDEX_FILE))
+    with atomic_dir(index_dir, overwrite=True) as folder:
+        shutil.copyfile(index_dir / IDS_FILE, folder / IDS_FILE)
+        with open(folder / IDS_FILE, "ab") as ids_out:
+            added = sum(_add(index, batch, ids_out) for batch in _batches(chain([first], rows), batch_size))
+        meta = {**meta, "count": meta["count"] + added, "faiss_version": faiss.__version__}
+        _write_folder(folder, index, meta)
+    return meta
+
+
+def checker_for_index(index_dir: Path) -> EmbeddingChecker:
+    """The checker records to add to an index folder must pass: its dimension, none of its ids."""
+    meta = read_meta(Path(index_dir))
+    return EmbeddingChecker(meta["dim"], read_ids(Path(index_dir), meta["count"]))
+
+
+def _set_parameter(index: faiss.Index, name: str, value: int | None, required: bool = True) -> None:
+    """Set a search parameter (nprobe, efSearch) through faiss.ParameterSpace, wrappers included."""
+    if value is None:
+        return
+    try:
+        faiss.ParameterSpace().set_index_parameter(index, name, value)
+    except RuntimeError:
+        if required:
+            raise EmbtoolsError(f"{name} does not apply to this index ({type(index).__name__})") from None
+
+
+def _read_faiss(path: Path, mmap: bool) -> faiss.Index:
+    """faiss.read_index, memory-mapped where the index type allows it, read into memory otherwise."""
+    if not path.is_file():
+        raise EmbtoolsError(f"{path.parent} is incomplete: {INDEX_FILE} is missing")
+    if mmap:
+        try:
+            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:
+            log.debug("emb-index: this index type cannot be memory-mapped; reading it into memory")
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise EmbtoolsError(f"{path} is corrupt: {_faiss_reason(exc)}") from None
+
+
+class VectorIndex:
+    """A loaded index folder: `.index` (faiss), `.ids` (row order), `.meta` (index.json), `.dim`, `.ntotal`."""
+
+    def __init__(self, index: faiss.Index, ids: list[Id], meta: dict):
+        self.index, self.ids, self.meta = index, ids, meta
+
+    @classmethod
+    def load(cls, index_dir: Path, *, mmap: bool = True, nprobe: int | None = None, ef_search: int | None = None,
+             gpu: bool = False) -> VectorIndex:
+        """Open an index folder for search; nprobe / ef_search override the defaults stored in the index."""
+        index_dir = Path(index_dir)
+        meta = read_meta(index_dir)
+        ids = read_ids(index_dir, meta["count"])
+        index = _read_faiss(index_dir / INDEX_FILE, mmap and not gpu)
+        if index.ntotal != len(ids) or index.d != meta["dim"]:
+            raise EmbtoolsError(f"{index_dir} is inconsistent: {INDEX_FILE} holds {index.ntotal} {index.d}-d "
+                                f"vectors, {META_FILE} says {meta['count']} {meta['dim']}-d")
+        _set_parameter(index, "nprobe", nprobe)
+        _set_parameter(index, "efSearch", ef_search)
+        if gpu:
+            require_gpu()
+            index = _to_gpu(index)
+        return cls(index, ids, meta)
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    def search(self, queries: np.ndarray, k: int, batch_size: int = SEARCH_BATCH) -> list[list[tuple[Id, float]]]:
+        """For each query row, up to k (id, cosine score) pairs, best first; queries are normalized first."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if queries.shape[1] != self.dim:
+            raise InputError(f"dimension {self.dim} expected, got {queries.shape[1]}")
+        results: list[list[tuple[Id, float]]] = []
+        for start in range(0, len(queries), batch_size):
+            batch = np.array(queries[start:start + batch_size], dtype=np.float32, order="C")
+            faiss.normalize_L2(batch)
+            scores, rows = self.index.search(batch, k)
+            results.extend([(self.ids[r], float(s)) for s, r in zip(srow, rrow) if r >= 0]
+                           for srow, rrow in zip(scores, rows))
+        return results
+
+
+def search_records(records: Iterable[Record], index: VectorIndex, k: int, *, checker: EmbeddingChecker | None = None,
+                   batch_size: int = SEARCH_BATCH) -> Iterator[Record]:
+    """Hits records, one per query embedding record, in input order: `id` (the query's), `hits`: [{id, score}]
+    best first, then the query's other fields except `embedding`. Queries are read and searched batch by batch.
+    Without `checker` the queries are checked here (dimension of the index; repeated ids allowed)."""
+    rows = iter(records) if checker else checked_records(records, EmbeddingChecker(index.dim, unique=False))
+    for batch in _batches(rows, batch_size):
+        found = index.search(np.stack([row["embedding"] for row in batch]), k, batch_size)
+        for row, hits in zip(batch, found):
+            yield {"id": row["id"], "hits": [{"id": hit, "score": score} for hit, score in hits],
+                   **{key: value for key, value in row.items() if key not in ("id", "hits", "embedding")}}

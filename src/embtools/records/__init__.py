@@ -1,0 +1,11 @@
+"""Records and files: what every command reads and writes.
+
+In: JSONL lines (files or stdin) and the data sets users bring (BEIR folders, STS and classification files).
+- `jsonl`: streaming JSONL in and out, line numbers in errors, `--rejects` sinks, the output of every command.
+- `atomic`: outputs that appear whole or not at all (temporary name, fsync, rename).
+- `examples`: the example record (query, positive, negative, instruction) checked field by field.
+- `embeddings`: embedding records, vectors as JSON lists or base64 float32.
+- `datasets`: readers of the evaluation data formats (STS, BEIR retrieval, classification).
+- `text_keys`: "the same text": normalized keys, word counts and 64-bit digests.
+Out: validated Python dicts, and files written atomically.
+"""

@@ -1,0 +1,216 @@
+"""emb-eval's DATA arguments: tell their shape apart and load them.
+
+- an STS file: JSONL with `sentence1`, `sentence2`, `score` (the file is the split);
+- a BEIR retrieval folder: `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`),
+  `qrels/<split>.tsv` (`query-id`, `corpus-id`, `score`, tab-separated, an optional header);
+- a classification folder: `train.jsonl` and `<split>.jsonl` with `text` and `label`;
+- `mteb:TaskName`: a task of the installed mteb.
+
+Every loader raises EmbtoolsError with one line naming the file (and the line) at the first bad record.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embtools.errors import EmbtoolsError, InputError
+from embtools.instructions import TASK_NAMES_BY_PATH, document_text
+from embtools.records.jsonl import parse_line, read_records, require_string
+
+_SPLIT_NAMES = {"train", "dev", "validation", "val", "test"}
+# mteb (and the Hugging Face copies it loads) call the development split "validation".
+_SPLIT_ALIASES = {"dev": "validation", "val": "validation"}
+
+
+@dataclass
+class DataSource:
+    """One DATA argument: its kind (sts, retrieval, classification, mteb), where it is, and its task name."""
+
+    kind: str
+    name: str
+    path: Path | None = None
+
+
+@dataclass
+class StsData:
+    sentences1: list[str]
+    sentences2: list[str]
+    scores: list[float]
+
+
+@dataclass
+class RetrievalData:
+    """corpus: doc id -> text as the model reads it (`title text`); queries: id -> text; qrels: qid -> {doc: rel}."""
+
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    note: list[str] = field(default_factory=list)  # how the data was sliced, for the task name
+
+
+@dataclass
+class ClassificationData:
+    train_texts: list[str]
+    train_labels: list
+    test_texts: list[str]
+    test_labels: list
+
+
+def task_name_for(path: Path) -> str:
+    """`scifact` -> SciFact, `stsbenchmark/dev.jsonl` -> STSBenchmark; an unknown name is kept as written."""
+    stem = path.name[:-len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    if stem.lower() in _SPLIT_NAMES and path.parent.name:
+        stem = path.resolve().parent.name
+    return TASK_NAMES_BY_PATH.get(stem.lower(), stem)
+
+
+def split_of_file(path: Path) -> str:
+    """An STS file's split, from its name: `dev.jsonl` -> validation; any other name counts as test."""
+    stem = path.name.split(".")[0].lower()
+    return _SPLIT_ALIASES.get(stem, stem) if stem in _SPLIT_NAMES else "test"
+
+
+def detect(argument: str) -> DataSource:
+    """The kind of one DATA argument, without loading it."""
+    if argument.startswith("mteb:"):
+        return DataSource("mteb", argument[len("mteb:"):])
+    path = Path(argument)
+    if path.is_dir():
+        return DataSource(_folder_kind(path), task_name_for(path), path)
+    if path.is_file():
+        _check_sts_file(path)
+        return DataSource("sts", task_name_for(path), path)
+    raise EmbtoolsError(f"{argument}: no such file or folder")
+
+
+def _folder_kind(path: Path) -> str:
+    if (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file():
+        return "retrieval"
+    if (path / "train.jsonl").is_file():
+        return "classification"
+    raise EmbtoolsError(f"{path}: unknown data folder: expected corpus.jsonl + queries.jsonl + qrels/ (retrieval) "
+                        "or train.jsonl + test.jsonl (classification)")
+
+
+def _check_sts_file(path: Path) -> None:
+    with open(path, "rb") as stream:
+        first = next((line for line in stream if line.strip()), None)
+    try:
+        record = parse_line(first) if first else {}
+    except InputError:
+        record = {}
+    if not {"sentence1", "sentence2", "score"} <= set(record):
+        raise EmbtoolsError(f"{path}: unknown data file: expected JSONL with sentence1, sentence2, score "
+                            "(STS), a retrieval folder or a classification folder")
+
+
+def _records(path: Path, validate):
+    """read_records with the file's name in front of any error."""
+    try:
+        yield from read_records(path, validate)
+    except InputError as exc:
+        raise EmbtoolsError(f"{path}: {exc}") from None
+
+
+def _sts_record(record: dict) -> dict:
+    require_string(record, "sentence1")
+    require_string(record, "sentence2")
+    if isinstance(record.get("score"), bool) or not isinstance(record.get("score"), (int, float)):
+        raise InputError('field "score" must be a number')
+    return record
+
+
+def load_sts(path: Path) -> StsData:
+    """Sentence pairs and gold scores of an STS file."""
+    rows = list(_records(path, _sts_record))
+    if not rows:
+        raise EmbtoolsError(f"{path}: no sentence pairs")
+    return StsData([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
+                   [float(r["score"]) for r in rows])
+
+
+def _beir_record(record: dict) -> dict:
+    if "_id" not in record and "id" not in record:
+        raise InputError('field "_id" is missing')
+    require_string(record, "text")
+    require_string(record, "title", optional=True)
+    return record
+
+
+def _beir_texts(path: Path) -> dict[str, str]:
+    """id -> text as the model reads it, in file order."""
+    records = _records(path, _beir_record)
+    return {str(r.get("_id", r.get("id"))): document_text(r["text"], r.get("title")) for r in records}
+
+
+def load_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """BEIR qrels: query id -> {doc id: relevance}; a header line is skipped."""
+    qrels: dict[str, dict[str, int]] = {}
+    number = 0
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            for number, row in enumerate(csv.reader(stream, delimiter="\t"), start=1):
+                _add_judgement(qrels, row, number, path)
+    except UnicodeDecodeError:
+        raise EmbtoolsError(f"{path}: not valid UTF-8") from None
+    except csv.Error as exc:
+        raise EmbtoolsError(f"{path}: line {number + 1}: {exc}") from None
+    return qrels
+
+
+def _add_judgement(qrels: dict[str, dict[str, int]], row: list[str], number: int, path: Path) -> None:
+    if not row or (number == 1 and row[-1].strip().lower() == "score"):
+        return
+    if len(row) < 3 or not row[-1].strip().lstrip("-").isdigit():
+        raise EmbtoolsError(f"{path}: line {number}: expected query-id<TAB>corpus-id<TAB>score")
+    qrels.setdefault(row[0], {})[row[-2]] = int(row[-1])
+
+
+def load_retrieval(path: Path, split: str) -> RetrievalData:
+    """A BEIR folder's corpus, the queries judged in qrels/<split>.tsv, and those judgements."""
+    qrels_path = path / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        have = sorted(p.stem for p in (path / "qrels").glob("*.tsv"))
+        raise EmbtoolsError(f"{qrels_path}: no qrels for split {split!r}"
+                            + (f" (this folder has: {', '.join(have)}; choose one with --split)" if have else ""))
+    qrels = {q: docs for q, docs in load_qrels(qrels_path).items() if docs}
+    queries = {q: text for q, text in _beir_texts(path / "queries.jsonl").items() if q in qrels}
+    if not queries:
+        raise EmbtoolsError(f"{qrels_path}: none of its query ids is in {path / 'queries.jsonl'}")
+    return RetrievalData(_beir_texts(path / "corpus.jsonl"), queries, qrels)
+
+
+def _labelled_record(record: dict) -> dict:
+    require_string(record, "text")
+    if "label" not in record or isinstance(record["label"], (dict, list)) or record["label"] is None:
+        raise InputError('field "label" is missing or not a single value')
+    return record
+
+
+def load_classification(path: Path, split: str) -> ClassificationData:
+    """Texts and labels of train.jsonl and <split>.jsonl."""
+    test_path = path / f"{split}.jsonl"
+    if not test_path.is_file():
+        raise EmbtoolsError(f"{test_path}: no such file (a classification folder needs train.jsonl and "
+                            f"{split}.jsonl; choose the evaluated split with --split)")
+    train = list(_records(path / "train.jsonl", _labelled_record))
+    test = list(_records(test_path, _labelled_record))
+    if len({r["label"] for r in train}) < 2:
+        raise EmbtoolsError(f"{path / 'train.jsonl'}: needs at least two labels")
+    return ClassificationData([r["text"] for r in train], [r["label"] for r in train],
+                              [r["text"] for r in test], [r["label"] for r in test])
+
+
+def data_revision(source: DataSource) -> str:
+    """`local-` and the first 12 hex digits of a sha256 over the data files' names, sizes and mtimes."""
+    path = source.path
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}:{stat.st_size}:{stat.st_mtime_ns}\n"
+                      .encode())
+    return "local-" + digest.hexdigest()[:12]

@@ -1,0 +1,199 @@
+"""Streaming JSONL in and out: the record I/O every embtools command uses.
+
+Input is read lazily line by line (memory bounded by the longest line), parsed with orjson, and checked by a
+per-command validator. A bad line either stops the command with `line N: reason` or, under `--skip-invalid`, is
+counted and written with its reason to the rejects file. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from embtools.errors import InputError
+from embtools.records.atomic import atomic_file
+
+Record = dict[str, Any]
+Validator = Callable[[Record], Record]
+
+_DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+# orjson reads 1024 levels of nesting but writes only 254: deeper input would pass here and fail at output, far from
+# its line. Records may nest this deep, which leaves room for stages that wrap them (a rejects entry, meta).
+MAX_NESTING = 200
+_BOM = b"\xef\xbb\xbf"
+
+
+def open_input(source: str | Path | None) -> IO[bytes]:
+    """A binary stream for FILE, or stdin for `-` / None."""
+    if source is None or str(source) == "-":
+        return sys.stdin.buffer
+    try:
+        return open(source, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror}") from None
+
+
+def parse_line(raw: bytes) -> Record:
+    """One JSON object from one line; InputError (without a line number) when it is anything else."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = "not valid UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc.msg} at byte {exc.pos})"
+        raise InputError(reason) from None
+    if not isinstance(value, dict):
+        raise InputError(f"expected a JSON object, got {type(value).__name__}")
+    if _may_nest_deeply(value, raw) and _nesting_exceeds(value, MAX_NESTING):
+        raise InputError(f"nested deeper than {MAX_NESTING} levels")
+    return value
+
+
+def _may_nest_deeply(record: dict, raw: bytes) -> bool:
+    """A cheap test that passes every record nested deeper than MAX_NESTING: one with a list or object among its
+    values and more than MAX_NESTING brackets and braces in its line. Flat records (base64 embeddings) skip the scan."""
+    return (any(type(value) in (dict, list) for value in record.values())
+            and raw.count(b"{") + raw.count(b"[") > MAX_NESTING)
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels deep (the record itself is level 1)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+class RejectSink:
+    """Counts skipped records by reason and writes each, with its reason, to an optional rejects file."""
+
+    def __init__(self, stream: IO[bytes] | None = None):
+        self.stream = stream
+        self.counts: Counter[str] = Counter()
+
+    def reject(self, record: Record | None, reason: str, line: int | None = None, raw: bytes | None = None) -> None:
+        self.counts[reason_kind(reason)] += 1
+        if self.stream is not None:
+            entry = {"line": line, "reason": reason, "record": record}
+            if record is None and raw is not None:
+                entry["raw"] = raw[:1000].decode("utf-8", "replace")
+            self.stream.write(orjson.dumps(entry, option=_DUMP_OPTIONS))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def reason_kind(reason: str) -> str:
+    """What a reason counts as in the summary: the part before `:` or ` (`, without the record's own values (its id,
+    numbers in a sentence), so a million bad records make a handful of kinds, not a million. A one-word reason code
+    (`parse_error`, `near-duplicate`) is its own kind."""
+    kind = re.sub(r'^id ("(?:[^"\\]|\\.)*"|-?\d+): ', "", reason).split(":")[0].split(" (")[0]
+    if " " not in kind:
+        return kind
+    return re.sub(r"\d+", "N", re.sub(r"\bid .*$", "id", kind))
+
+
+@contextmanager
+def reject_sink(skip_invalid: bool, rejects: str | Path | None) -> Iterator[RejectSink | None]:
+    """The RejectSink of `--skip-invalid` / `--rejects FILE`, or None (stop at the first bad record)."""
+    if not (skip_invalid or rejects):
+        yield None
+        return
+    if not rejects:
+        yield RejectSink()
+        return
+    with atomic_file(Path(rejects)) as stream:
+        yield RejectSink(stream)
+
+
+def skipped_summary(sink: RejectSink | None) -> str:
+    """`; N skipped (reason: count, ...)` for a summary line, or nothing when nothing was skipped."""
+    if not (sink and sink.total):
+        return ""
+    return f"; {sink.total} skipped (" + ", ".join(f"{k}: {v}" for k, v in sink.counts.items()) + ")"
+
+
+def read_records(
+    source: str | Path | None,
+    validate: Validator | None = None,
+    rejects: RejectSink | None = None,
+) -> Iterator[Record]:
+    """Yield validated records from a JSONL file or stdin.
+
+    Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number. With `rejects` given (the `--skip-invalid` mode) a bad line is counted and skipped; without, it raises InputError.
+    """
+    stream = open_input(source)
+    try:
+        for number, raw in enumerate(stream, start=1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            if raw.isspace() or not raw:  # isspace stops at the first other byte; strip() would copy the line
+                continue
+            record = None
+            try:
+                record = parse_line(raw)
+                yield validate(record) if validate else record
+            except InputError as exc:
+                if rejects is None:
+                    raise InputError(str(exc), line=number) from None
+                rejects.reject(record, str(exc), line=number, raw=raw)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def dump_record(record: Record) -> bytes:
+    """One JSONL line (with its newline) for a record; numpy arrays serialize natively."""
+    return orjson.dumps(record, option=_DUMP_OPTIONS)
+
+
+@contextmanager
+def record_output(target: str | Path | None) -> Iterator[IO[bytes]]:
+    """stdout for None / `-`, else an atomic file that appears only when the block completes."""
+    if target is None or str(target) == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with atomic_file(Path(target)) as stream:
+        yield stream
+
+
+def write_records(records: Iterable[Record], stream: IO[bytes]) -> int:
+    """Write records as JSONL; return how many were written."""
+    count = 0
+    for record in records:
+        stream.write(dump_record(record))
+        count += 1
+    return count
+
+
+def require_string(record: Record, field: str, *, optional: bool = False) -> str | None:
+    """The field's value if it is a string; InputError naming the field otherwise."""
+    if field not in record or record[field] is None:
+        if optional:
+            return None
+        raise InputError(f'field "{field}" is missing')
+    value = record[field]
+    if not isinstance(value, str):
+        raise InputError(f'field "{field}" must be a string, got {type(value).__name__}')
+    return value
+
+
+def require_id(record: Record) -> str | int:
+    """The record's id: a string or an integer, kept as given."""
+    if "id" not in record:
+        raise InputError('field "id" is missing')
+    value = record["id"]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f'field "id" must be a string or an integer, got {type(value).__name__}')
+    return value

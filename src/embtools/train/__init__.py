@@ -1,0 +1,12 @@
+"""Train: example records in, a LoRA-tuned embedding model folder out (emb-train).
+
+- `data`: example records -> training triples, and the seeded order of batches.
+- `lora`: the model to train: the bare transformer with LoRA adapters, gradient checkpointing.
+- `text_batches`: texts -> padded token tensors -> pooled vectors, as the encoder embeds them.
+- `step`: one step: tokenize, embed in GradCache mini-batches, InfoNCE, backward.
+- `grad_cache` and `infonce_loss`: the large-batch gradient trick and the loss with false-negative masking.
+- `checkpoint`: checkpoints a killed run resumes from exactly.
+- `deepspeed_configs`: the bundled ZeRO-2/ZeRO-3 configs.
+- `loop`: the training loop, top to bottom, on one process, DDP or DeepSpeed.
+- `export`: the output folder that emb-encode, emb-eval and sentence-transformers load.
+"""

@@ -1,0 +1,364 @@
+"""emb-train's training loop, top to bottom: load -> wrap with LoRA -> batches -> GradCache InfoNCE steps -> export.
+
+The paper's recipe by default (E5-mistral, App. A): AdamW, lr 1e-4, 100 warm-up steps then linear decay, weight decay
+0.1, one epoch, temperature 0.02, LoRA r16 on all linear layers. accelerate runs it on one CPU, several processes
+(DDP, gloo on CPUs) or DeepSpeed ZeRO-2/3. Only rank 0 logs, checkpoints and writes the output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from embtools.distributed import rank, world_size
+from embtools.errors import EmbtoolsError
+from embtools.models.loading import inspect_model
+from embtools.records.atomic import atomic_dir, check_output_dir
+from embtools.records.jsonl import RejectSink
+from embtools.train.checkpoint import (
+    check_compatible,
+    latest_checkpoint,
+    load_checkpoint,
+    load_engine_checkpoint,
+    read_state,
+    rng_states,
+    save_checkpoint,
+    save_engine_checkpoint,
+)
+from embtools.train.data import DataSource, TrainingExample, epoch_batches, load_examples, most_common_instruction
+from embtools.train.export import export_model
+from embtools.train.infonce_loss import InfoNCELoss
+from embtools.train.lora import (
+    LoraSettings,
+    add_lora,
+    describe_parameters,
+    enable_gradient_checkpointing,
+    load_base_model,
+    trainable_parameters,
+)
+from embtools.train.step import train_step
+from embtools.train.text_batches import TextBatcher
+
+log = logging.getLogger("embtools")
+
+_CRASH_ENV = "EMBTOOLS_TRAIN_KILL_AFTER_CHECKPOINT"  # fault injection for tests: SIGKILL after saving this step
+
+
+@dataclass
+class TrainConfig:
+    output: Path
+    sources: list[DataSource]
+    model: str = "smollm2-135m"
+    lora: LoraSettings | None = field(default_factory=LoraSettings)
+    temperature: float = 0.02
+    batch_size: int = 2048
+    mini_batch_size: int = 16
+    max_steps: int | None = None
+    epochs: int = 1
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    seed: int = 42
+    query_max_length: int = 512
+    document_max_length: int = 512
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    same_task_batches: bool = False
+    mask_false_negatives: bool = True
+    gradient_accumulation_steps: int = 1
+    save_every: int | None = None
+    checkpoint_dir: Path | None = None
+    resume: bool = False
+    deepspeed: dict[str, Any] | None = None
+    merge: bool = False
+    overwrite: bool = False
+    trust_remote_code: bool = False
+
+    def data_meta(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the checkpoint."""
+        return {"model": self.model, "sources": [asdict(s) for s in self.sources], "batch_size": self.batch_size,
+                "seed": self.seed, "epochs": self.epochs, "max_steps": self.max_steps,
+                "same_task_batches": self.same_task_batches, "world_size": world_size(),
+                "lora": asdict(self.lora) if self.lora else None}
+
+
+def make_accelerator(config: TrainConfig):
+    """An Accelerator for this process: gloo on CPUs (else each CPU rank thinks it is alone), DeepSpeed if asked."""
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if world_size() > 1 and not torch.cuda.is_available() else []
+    plugin = DeepSpeedPlugin(hf_ds_config=config.deepspeed, zero3_init_flag=False) if config.deepspeed else None
+    # On CPUs, plain multi-process training needs cpu=True (else accelerate sees DistributedType.NO and wraps no
+    # DDP); DeepSpeed needs cpu=False (cpu=True silently drops the plugin) and does its own gradient reduction.
+    cpu = not torch.cuda.is_available() and plugin is None
+    return Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, deepspeed_plugin=plugin,
+                       kwargs_handlers=handlers)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(config: TrainConfig, spec):
+    """The base model, gradient checkpointing if asked, and LoRA (seeded: every rank starts from the same weights)."""
+    model, tokenizer = load_base_model(spec, config.trust_remote_code)
+    if config.gradient_checkpointing:
+        zero3 = bool(config.deepspeed) and config.deepspeed.get("zero_optimization", {}).get("stage") == 3
+        enable_gradient_checkpointing(model, reentrant=zero3 and config.lora is not None)
+    seed_everything(config.seed)
+    if config.lora is not None:
+        model = add_lora(model, config.lora)
+    return model, tokenizer
+
+
+def make_optimizer(model, config: TrainConfig, total_steps: int):
+    """AdamW with weight decay on matrices (not on biases and norms), warm-up then linear decay to 0."""
+    from transformers import get_linear_schedule_with_warmup
+
+    params = trainable_parameters(model)
+    groups = [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total_steps), total_steps)
+    return optimizer, scheduler
+
+
+class BatchPlan:
+    """The global batches of the whole run, in order: epochs one after another, as long as the run lasts."""
+
+    def __init__(self, pools: list[list[TrainingExample]], config: TrainConfig):
+        self.pools, self.config = pools, config
+        self.weights = [s.weight for s in config.sources]
+        self._epochs: dict[int, list[list[TrainingExample]]] = {}
+        per_epoch = len(self.epoch(0))
+        if per_epoch == 0:
+            examples = sum(len(p) for p in pools)
+            raise EmbtoolsError(f"{examples} examples make no full batch of --batch-size {config.batch_size}")
+        accumulation = config.gradient_accumulation_steps
+        batches = config.max_steps * accumulation if config.max_steps else sum(
+            len(self.epoch(e)) for e in range(config.epochs))
+        self.total_steps = batches // accumulation  # optimizer steps
+        if self.total_steps == 0:
+            raise EmbtoolsError(f"{batches} batches make no step of --gradient-accumulation-steps {accumulation}")
+
+    def epoch(self, number: int) -> list[list[TrainingExample]]:
+        if number not in self._epochs:
+            self._epochs = {number: epoch_batches(self.pools, self.weights, self.config.batch_size, self.config.seed,
+                                                  number, self.config.same_task_batches)}
+        return self._epochs[number]
+
+    def steps_from(self, step: int):
+        """(epoch, [this rank's share of each accumulated batch]) for optimizer steps step+1 ... total_steps."""
+        batches = self._batches_from(step * self.config.gradient_accumulation_steps)
+        for _ in range(self.total_steps - step):
+            group = [next(batches) for _ in range(self.config.gradient_accumulation_steps)]
+            yield group[-1][0], [share for _, share in group]
+
+    def _batches_from(self, position: int):
+        epoch, skip = 0, position
+        while skip >= len(self.epoch(epoch)):
+            skip -= len(self.epoch(epoch))
+            epoch += 1
+        share = self.config.batch_size // world_size()
+        while True:
+            batch = self.epoch(epoch)[skip]
+            yield epoch, batch[rank() * share:(rank() + 1) * share]
+            skip += 1
+            if skip == len(self.epoch(epoch)):
+                epoch, skip = epoch + 1, 0
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+    examples: int = 0
+    seconds: float = 0.0
+
+
+def resume_from(config: TrainConfig, work_dir: Path, model, optimizer, scheduler, accelerator) -> int:
+    """The step to continue after (0 for a fresh run); restores weights, optimizer, scheduler and RNG states."""
+    checkpoint = latest_checkpoint(work_dir) if config.resume else None
+    if checkpoint is None:
+        if config.resume:
+            log.info(f"emb-train: no checkpoint in {work_dir}; starting from step 0")
+        return 0
+    check_compatible(read_state(checkpoint), config.data_meta())
+    if config.deepspeed:
+        step = load_engine_checkpoint(accelerator, checkpoint)
+        scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+    else:
+        step = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, rank())
+    log.info(f"emb-train: resumed from {checkpoint} (step {step})")
+    return step
+
+
+def save_step(config: TrainConfig, work_dir: Path, step: int, model, optimizer, scheduler, accelerator) -> None:
+    from embtools.distributed import gather_to_main
+
+    if config.deepspeed:
+        save_engine_checkpoint(accelerator, work_dir, step, config.data_meta())
+        if accelerator.is_main_process:
+            torch.save(scheduler.state_dict(), work_dir / f"step_{step:06d}" / "scheduler.pt")
+    else:
+        by_rank = gather_to_main(rng_states())
+        if accelerator.is_main_process:
+            save_checkpoint(work_dir, step, accelerator.unwrap_model(model), optimizer, scheduler,
+                            config.data_meta(), by_rank)
+    accelerator.wait_for_everyone()
+    if os.environ.get(_CRASH_ENV) == str(step) and accelerator.is_main_process:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def log_step(log_path: Path | None, state: RunState, loss: float, lr: float, tokens: int, examples: int,
+             seconds: float, epoch: int) -> None:
+    state.losses.append(loss)
+    state.tokens += tokens
+    state.examples += examples
+    state.seconds += seconds
+    row = {"step": state.step, "epoch": epoch, "loss": round(loss, 6), "lr": lr,
+           "tokens_per_s": round(tokens / seconds, 1), "examples_per_s": round(examples / seconds, 2),
+           "seconds": round(seconds, 3)}
+    if log_path is not None:
+        with open(log_path, "a") as stream:
+            stream.write(json.dumps(row) + "\n")
+        log.info(f"step {state.step}: loss {loss:.4f} lr {lr:.2e} {row['tokens_per_s']:.0f} tok/s")
+
+
+def truncate_log(log_path: Path, step: int) -> None:
+    """Keep the log lines of the steps before a resumed step only (the rest are repeated)."""
+    if log_path.exists():
+        kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        log_path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]:
+    """Run the whole training and write the output folder (rank 0); returns the summary."""
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed print()s build notices; stdout is the summary's
+        accelerator = make_accelerator(config)
+    main = accelerator.is_main_process
+    if main and not config.resume:
+        check_output_dir(config.output, config.overwrite)
+    if config.batch_size % world_size():
+        raise EmbtoolsError(f"--batch-size {config.batch_size} does not split over {world_size()} processes")
+    spec = inspect_model(config.model)
+    pools = load_examples(config.sources, sink)
+    plan = BatchPlan(pools, config)
+    model, tokenizer = build_model(config, spec)
+    parameters = describe_parameters(model)
+    batcher = TextBatcher(tokenizer, spec.pooling, config.query_max_length, config.document_max_length)
+    optimizer, scheduler = make_optimizer(model, config, plan.total_steps)
+    with contextlib.redirect_stdout(sys.stderr):
+        model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    work_dir = config.checkpoint_dir or config.output.with_name(config.output.name + ".checkpoints")
+    if main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        log.info(f"emb-train: {sum(map(len, pools))} examples, {plan.total_steps} steps of {config.batch_size} "
+                 f"on {world_size()} process(es); {parameters}")
+    state = RunState(step=resume_from(config, work_dir, model, optimizer, scheduler, accelerator))
+    if state.step == 0:
+        torch.manual_seed(config.seed + 1000 * (rank() + 1))  # dropout masks differ across ranks
+    log_path = work_dir / "train_log.jsonl" if main else None
+    if main:
+        truncate_log(log_path, state.step)
+    loss_fn = InfoNCELoss(config.temperature, config.mask_false_negatives)
+    accumulation = config.gradient_accumulation_steps
+    for epoch, shares in plan.steps_from(state.step):
+        tick = time.perf_counter()
+        losses, tokens = [], 0
+        for share in shares:
+            loss, used = train_step(model, batcher, loss_fn, share, config, accelerator, scale=accumulation)
+            losses.append(loss)
+            tokens += used
+        lr = scheduler.get_last_lr()[0]  # the rate this step used
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = accelerator.reduce(torch.stack(losses).mean().detach(), reduction="mean").item()
+        tokens = int(accelerator.reduce(torch.tensor(tokens), reduction="sum").item())
+        state.step += 1
+        log_step(log_path, state, loss, lr, tokens, config.batch_size * accumulation,
+                 time.perf_counter() - tick, epoch)
+        if config.save_every and state.step % config.save_every == 0 and state.step < plan.total_steps:
+            save_step(config, work_dir, state.step, model, optimizer, scheduler, accelerator)
+    return finish(config, accelerator, model, tokenizer, spec, pools, state, work_dir, started)
+
+
+@contextlib.contextmanager
+def without_zero3_init():
+    """transformers partitions every model it loads while a ZeRO-3 config is registered; this load is local."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def final_model(config: TrainConfig, accelerator, model, spec):
+    """The trained model as one plain (unsharded) module on rank 0; None elsewhere."""
+    if not config.deepspeed:
+        return accelerator.unwrap_model(model) if accelerator.is_main_process else None
+    weights = accelerator.get_state_dict(model)  # ZeRO-3: every rank takes part in gathering the shards
+    if not accelerator.is_main_process:
+        return None
+    plain = TrainConfig(**{**config.__dict__, "deepspeed": None, "gradient_checkpointing": False})
+    with without_zero3_init():  # rank 0 alone: a ZeRO-3 partitioned load would wait for the other ranks forever
+        fresh, _ = build_model(plain, spec)
+    missing = {n for n, _ in trainable_parameters(fresh)} - set(weights)
+    if missing:
+        raise EmbtoolsError(f"DeepSpeed returned no weights for {sorted(missing)[0]}...")
+    fresh.load_state_dict(weights, strict=False)
+    return fresh
+
+
+def finish(config: TrainConfig, accelerator, model, tokenizer, spec, pools, state: RunState, work_dir: Path,
+           started: float) -> dict[str, Any]:
+    accelerator.wait_for_everyone()
+    trained = final_model(config, accelerator, model, spec)
+    summary = {}
+    if accelerator.is_main_process:
+        arguments = {**{k: v for k, v in config.__dict__.items() if k not in {"lora", "sources", "output",
+                                                                               "checkpoint_dir"}},
+                     "lora": asdict(config.lora) if config.lora else None,
+                     "sources": [asdict(s) for s in config.sources], "world_size": world_size()}
+        with atomic_dir(config.output, overwrite=config.overwrite or config.resume) as folder:
+            log_file = work_dir / "train_log.jsonl"
+            if log_file.exists():
+                (folder / "train_log.jsonl").write_text(log_file.read_text())
+            export_model(folder, trained, tokenizer, spec.path, config.merge, spec.pooling,
+                         max(config.query_max_length, config.document_max_length), most_common_instruction(pools),
+                         json.loads(json.dumps(arguments, default=str)))
+        summary = summarize(config, state, started)
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def summarize(config: TrainConfig, state: RunState, started: float) -> dict[str, Any]:
+    tail = state.losses[-10:]
+    return {"output": str(config.output), "steps": state.step, "examples": state.examples,
+            "first_loss": round(state.losses[0], 4) if state.losses else None,
+            "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
+            "examples_per_s": round(state.examples / state.seconds, 3) if state.seconds else None,
+            "tokens_per_s": round(state.tokens / state.seconds, 1) if state.seconds else None,
+            "seconds": round(time.perf_counter() - started, 1), "world_size": world_size()}
