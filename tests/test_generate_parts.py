@@ -11,15 +11,9 @@ from embtools.errors import EmbtoolsError
 from embtools.generate.answer_parsing import OutputRejected, parse_json_object, parse_string_list
 from embtools.generate.chat_request import ChatRequest, ChatResult
 from embtools.generate.placeholders import VALUE_SETS, PlaceholderSampler, default_language_weights, parse_languages
-from embtools.generate.prompt_templates import (
-    BRAINSTORM_TEMPLATES,
-    FIELD_MAPPINGS,
-    GENERATE_TEMPLATES,
-    ONE_STEP_TYPES,
-    TASK_TYPES,
-    TWO_STEP_TYPES,
-)
+from embtools.generate.prompt_templates import BRAINSTORM_TEMPLATES, FIELD_MAPPINGS, GENERATE_TEMPLATES
 from embtools.generate.response_cache import ResponseCache
+from embtools.instructions import ONE_STEP_TYPES, TASK_TYPES, TWO_STEP_TYPES
 
 DRAWS = 3000
 

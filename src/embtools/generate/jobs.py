@@ -20,10 +20,9 @@ from embtools.generate.prompt_templates import (
     BRAINSTORM_TEMPLATES,
     FIELD_MAPPINGS,
     GENERATE_TEMPLATES,
-    ONE_STEP_TYPES,
-    TWO_STEP_TYPES,
     Template,
 )
+from embtools.instructions import ONE_STEP_TYPES, TWO_STEP_TYPES
 from embtools.records.jsonl import Record, require_id, require_string
 
 TASK_FIELDS = ("id", "task_type", "task", "meta")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from embtools.instructions import TASK_TYPES
 from embtools.records.jsonl import Record
 
-TASK_TYPES = ("short-long", "long-short", "short-short", "long-long", "sts", "bitext")
 TEXT_FIELDS = ("instruction", "query", "positive")
 SCHEMA = "schema"
 
