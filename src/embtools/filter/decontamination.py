@@ -22,7 +22,15 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from embtools.errors import EmbtoolsError
-from embtools.records.datasets import beir_texts, detect, labelled_records, load_qrels, qrels_file, sts_pairs
+from embtools.records.datasets import (
+    TRAIN,
+    detect,
+    judged_texts,
+    labelled_records,
+    load_qrels,
+    qrels_file,
+    sts_pairs,
+)
 from embtools.records.examples import text
 from embtools.records.jsonl import Record
 from embtools.records.text_keys import key_digest, token_hashes
@@ -60,7 +68,7 @@ def evaluation_texts(path: Path, split: str) -> Iterator[str]:
         yield from _judged_texts(Path(path), split)
     elif source.kind == "classification":
         for file in sorted(Path(path).glob("*.jsonl")):
-            if file.name != "train.jsonl":
+            if file.name != TRAIN:
                 yield from (record["text"] for record in labelled_records(file))
     else:
         raise EmbtoolsError(f"--decontaminate {path}: only STS files, BEIR folders and classification folders")
@@ -68,10 +76,9 @@ def evaluation_texts(path: Path, split: str) -> Iterator[str]:
 
 def _judged_texts(folder: Path, split: str) -> Iterator[str]:
     """The queries of qrels/<split>.tsv and every document judged there."""
-    qrels = load_qrels(qrels_file(folder, split, option="--decontaminate-split"))
-    judged = {doc for docs in qrels.values() for doc in docs}
-    yield from (query for _, query in beir_texts(folder / "queries.jsonl", qrels))
-    yield from (document for _, document in beir_texts(folder / "corpus.jsonl", judged))
+    queries, documents = judged_texts(folder, load_qrels(qrels_file(folder, split, option="--decontaminate-split")))
+    yield from queries.values()
+    yield from documents.values()
 
 
 class ContaminationIndex:

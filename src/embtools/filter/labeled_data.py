@@ -18,7 +18,7 @@ from pathlib import Path
 
 from embtools.errors import EmbtoolsError
 from embtools.instructions import STS_INSTRUCTION, TASK_INSTRUCTIONS
-from embtools.records.datasets import beir_texts, load_qrels, qrels_file, sts_pairs, task_name_for
+from embtools.records.datasets import judged_texts, load_qrels, qrels_file, sts_pairs, task_name_for
 from embtools.records.jsonl import Record
 
 DEFAULT_MIN_SCORE = 4.0
@@ -40,9 +40,7 @@ def beir_examples(folder: Path, split: str = "train", instruction: str | None = 
     qrels_path = qrels_file(folder, split)
     instruction = beir_instruction(folder, instruction)
     qrels = {q: [d for d, rel in docs.items() if rel > 0] for q, docs in load_qrels(qrels_path).items()}
-    judged = {doc for docs in qrels.values() for doc in docs}
-    queries = dict(beir_texts(folder / "queries.jsonl", qrels))
-    documents = dict(beir_texts(folder / "corpus.jsonl", judged))
+    queries, documents = judged_texts(folder, qrels)
     name = task_name_for(folder)
     for query_id, docs in qrels.items():
         for doc_id in docs:

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embtools.errors import EmbtoolsError, InputError
 from embtools.instructions import TASK_NAMES_BY_PATH, document_text
 from embtools.records.jsonl import parse_line, read_records, require_string
+
+# The file names of the two folder formats.
+CORPUS, QUERIES, QRELS = "corpus.jsonl", "queries.jsonl", "qrels"
+TRAIN = "train.jsonl"  # a classification folder's training texts; every other file is a split to evaluate
 
 _SPLIT_NAMES = {"train", "dev", "validation", "val", "test"}
 # mteb (and the Hugging Face copies it loads) call the development split "validation".
@@ -89,9 +93,9 @@ def detect(argument: str) -> DataSource:
 
 
 def _folder_kind(path: Path) -> str:
-    if (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file():
+    if (path / CORPUS).is_file() and (path / QUERIES).is_file():
         return "retrieval"
-    if (path / "train.jsonl").is_file():
+    if (path / TRAIN).is_file():
         return "classification"
     raise EmbtoolsError(f"{path}: unknown data folder: expected corpus.jsonl + queries.jsonl + qrels/ (retrieval) "
                         "or train.jsonl + test.jsonl (classification)")
@@ -160,9 +164,9 @@ def beir_texts(path: Path, wanted: Container[str] | None = None) -> Iterator[tup
 
 def qrels_file(folder: Path, split: str, option: str = "--split") -> Path:
     """`qrels/<split>.tsv` of a BEIR folder; an error naming the splits it has (and `option`) when it is missing."""
-    path = folder / "qrels" / f"{split}.tsv"
+    path = folder / QRELS / f"{split}.tsv"
     if not path.is_file():
-        have = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        have = sorted(p.stem for p in (folder / QRELS).glob("*.tsv"))
         raise EmbtoolsError(f"{path}: no qrels for split {split!r}"
                             + (f" (this folder has: {', '.join(have)}; choose one with {option})" if have else ""))
     return path
@@ -195,10 +199,17 @@ def load_retrieval(path: Path, split: str) -> RetrievalData:
     """A BEIR folder's corpus, the queries judged in qrels/<split>.tsv, and those judgements."""
     qrels_path = qrels_file(path, split)
     qrels = {q: docs for q, docs in load_qrels(qrels_path).items() if docs}
-    queries = dict(beir_texts(path / "queries.jsonl", qrels))
+    queries = dict(beir_texts(path / QUERIES, qrels))
     if not queries:
-        raise EmbtoolsError(f"{qrels_path}: none of its query ids is in {path / 'queries.jsonl'}")
-    return RetrievalData(dict(beir_texts(path / "corpus.jsonl")), queries, qrels)
+        raise EmbtoolsError(f"{qrels_path}: none of its query ids is in {path / QUERIES}")
+    return RetrievalData(dict(beir_texts(path / CORPUS)), queries, qrels)
+
+
+def judged_texts(folder: Path, qrels: dict[str, Iterable[str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(query id -> text, doc id -> text) of the queries and documents `qrels` names, read from a BEIR folder;
+    the rest of the corpus is checked as it streams past but never held."""
+    judged = {doc for docs in qrels.values() for doc in docs}
+    return dict(beir_texts(folder / QUERIES, qrels)), dict(beir_texts(folder / CORPUS, judged))
 
 
 def _labelled_record(record: dict) -> dict:
@@ -219,10 +230,10 @@ def load_classification(path: Path, split: str) -> ClassificationData:
     if not test_path.is_file():
         raise EmbtoolsError(f"{test_path}: no such file (a classification folder needs train.jsonl and "
                             f"{split}.jsonl; choose the evaluated split with --split)")
-    train = list(labelled_records(path / "train.jsonl"))
+    train = list(labelled_records(path / TRAIN))
     test = list(labelled_records(test_path))
     if len({r["label"] for r in train}) < 2:
-        raise EmbtoolsError(f"{path / 'train.jsonl'}: needs at least two labels")
+        raise EmbtoolsError(f"{path / TRAIN}: needs at least two labels")
     return ClassificationData([r["text"] for r in train], [r["label"] for r in train],
                               [r["text"] for r in test], [r["label"] for r in test])
 
