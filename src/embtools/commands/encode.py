@@ -16,8 +16,7 @@ from embtools.encode.encoder import Encoder, EncodeSettings
 from embtools.encode.stream import embed_records, text_record_validator
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.models.dtypes import DTYPE_HELP, DTYPES
-from embtools.models.loading import POOLINGS
+from embtools.models.loading import DTYPES, POOLINGS
 from embtools.records.embeddings import ENCODINGS
 from embtools.records.jsonl import (
     RejectSink,
@@ -49,7 +48,7 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalize the vectors. Default: on (a sentence-transformers folder without Normalize: off).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
-              help=DTYPE_HELP)
+              help="auto: bfloat16 for decoders on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), float32 otherwise.")
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text), over length-sorted texts.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,

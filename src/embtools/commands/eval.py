@@ -14,8 +14,7 @@ from embtools.evaluate.report import read_metric_records, write_report
 from embtools.evaluate.results import metric_records, result_path, task_result, write_model_meta, write_task_result
 from embtools.evaluate.run import EvalOptions, EvalOutcome, evaluate_source
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.models.dtypes import DTYPE_HELP, DTYPES
-from embtools.models.loading import POOLINGS
+from embtools.models.loading import DTYPES, POOLINGS
 from embtools.records.datasets import detect
 from embtools.records.jsonl import record_output, write_records
 
@@ -54,7 +53,7 @@ from embtools.records.jsonl import record_output, write_records
 @click.option("--max-length", type=click.IntRange(min=2), default=512, show_default=True,
               help="Tokens per text (E5 evaluates the first 512).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
-              help=DTYPE_HELP)
+              help="auto: bfloat16 for decoders on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), float32 otherwise.")
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text).")
 @common_options

@@ -16,7 +16,7 @@ from embtools.filter.negative_mining import MiningSettings, NegativeMiner
 from embtools.filter.pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
 from embtools.filter.report import FilterStats, write_report
 from embtools.models.builtin import DEFAULT_MINING_MODEL
-from embtools.models.dtypes import DTYPES
+from embtools.models.loading import DTYPES
 from embtools.records.examples import TEXT_FIELDS
 from embtools.records.jsonl import record_output, reject_sink, write_records
 

@@ -4,6 +4,5 @@
 - `loading`: a built-in name, local folder, hub id or PEFT adapter folder -> model, tokenizer, pooling.
 - `tokenization`: special tokens, truncation that keeps them, the EOS that last-token pooling reads.
 - `pooling`: token vectors -> one text vector (last token, mean, CLS).
-- `dtypes`: the `--dtype` names and the torch dtype each loads weights in.
 Out: what `encode`, `train`, `evaluate` and `filter`'s mining use to turn texts into vectors.
 """
