@@ -12,10 +12,11 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info, input_options
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
-from embtools.encode.encoder import DTYPES, Encoder, EncodeSettings
+from embtools.encode.encoder import Encoder, EncodeSettings
 from embtools.encode.stream import embed_records, text_record_validator
 from embtools.errors import EmbtoolsError
-from embtools.models.loading import POOLINGS
+from embtools.models.builtin import DEFAULT_MODEL
+from embtools.models.loading import DTYPES, POOLINGS
 from embtools.records.embeddings import ENCODINGS
 from embtools.records.jsonl import (
     RejectSink,
@@ -32,7 +33,7 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 
 @click.command(cls=EmbtoolsCommand, name="emb-encode")
 @click.argument("input_file", metavar="[FILE]", required=False, type=click.Path(allow_dash=True, dir_okay=False))
-@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id. "
                    "Env: EMBTOOLS_MODEL.")
 @click.option("--instruction", default=None,

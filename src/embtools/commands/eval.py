@@ -9,18 +9,19 @@ import click
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.encode.cached_encoder import CachedEncoder
 from embtools.encode.embedding_cache import EmbeddingCache
-from embtools.encode.encoder import DTYPES, EncodeSettings
+from embtools.encode.encoder import EncodeSettings
 from embtools.evaluate.report import read_metric_records, write_report
 from embtools.evaluate.results import metric_records, result_path, task_result, write_model_meta, write_task_result
 from embtools.evaluate.run import EvalOptions, EvalOutcome, evaluate_source
-from embtools.models.loading import POOLINGS
+from embtools.models.builtin import DEFAULT_MODEL
+from embtools.models.loading import DTYPES, POOLINGS
 from embtools.records.datasets import detect
 from embtools.records.jsonl import record_output, write_records
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-eval")
 @click.argument("data", nargs=-1, required=True)
-@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id.")
 @click.option("--instruction", default=None,
               help="E5 instruction for every DATA (queries only for retrieval; every text otherwise). "

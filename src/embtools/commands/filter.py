@@ -15,11 +15,12 @@ from embtools.filter.language import LanguageSettings
 from embtools.filter.negative_mining import MiningSettings, NegativeMiner
 from embtools.filter.pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
 from embtools.filter.report import FilterStats, write_report
+from embtools.models.builtin import DEFAULT_MINING_MODEL
+from embtools.models.loading import DTYPES
 from embtools.records.examples import TEXT_FIELDS
 from embtools.records.jsonl import record_output, reject_sink, write_records
 
 _PATH = click.Path(exists=True)
-_DTYPES = ("auto", "float32", "bfloat16", "float16")  # embtools.encode.encoder.DTYPES, without importing torch for --help
 
 
 def _fields(ctx, param, value: str) -> tuple[str, ...]:
@@ -82,7 +83,7 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
               help="Also read an STS file's pairs scoring at least --min-score as sts examples; repeatable.")
 @click.option("--min-score", type=float, default=4.0, show_default=True, help="Lowest STS score --from-sts keeps.")
 @click.option("--mine-negatives", is_flag=True, help="Fill missing negatives by mining with --model. Default: off.")
-@click.option("-m", "--model", envvar="EMBTOOLS_MINING_MODEL", default="minilm-l6", show_default=True,
+@click.option("-m", "--model", envvar="EMBTOOLS_MINING_MODEL", default=DEFAULT_MINING_MODEL, show_default=True,
               help="Embedding model for mining: built-in name or folder. Env: EMBTOOLS_MINING_MODEL.")
 @click.option("--negative-ranks", default="10-100", show_default=True, callback=_ranks,
               help="Rank window FIRST-LAST negatives are picked from.")
@@ -94,7 +95,7 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
               help="With --mine-negatives: reject examples whose positive does not outscore the negative.")
 @click.option("--max-length", type=click.IntRange(min=2), default=256, show_default=True,
               help="Tokens per text when mining.")
-@click.option("--dtype", type=click.Choice(_DTYPES), default="auto", show_default=True, help="Mining model dtype.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True, help="Mining model dtype.")
 @input_options
 @common_options
 def main(files, output, report, schema, guidelines, dedup, near_dup, language_check, decontaminate,

@@ -10,6 +10,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info, input_options
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
+from embtools.models.builtin import DEFAULT_MODEL
 from embtools.records.jsonl import reject_sink, skipped_summary
 
 
@@ -17,7 +18,7 @@ from embtools.records.jsonl import reject_sink, skipped_summary
 @click.argument("inputs", nargs=-1, metavar="[FILE[:WEIGHT]]...")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (appears when training is complete).")
-@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Base model: built-in name, HF folder or cached hub id. Env: EMBTOOLS_MODEL.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank (paper: 16).")
 @click.option("--lora-alpha", type=float, default=32.0, show_default=True, help="LoRA alpha (e5-mistral's adapter).")
