@@ -56,6 +56,7 @@ GPU_PYTHON ?= 3.12
 GPU_WHEELS_DIR ?= gpu-wheels
 GPU_SITE ?= .gpu-site
 GPU_EVAL ?= no
+GPU_CHECK_ARGS ?=
 GPU_WHEELS := orjson==3.13.0 pybase64==1.5.1 faiss-cpu==1.15.1 hjson==3.1.0 pydantic==2.14.4 pydantic-core==2.50.5 \
 	annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
 GPU_EVAL_WHEELS := mteb==2.26.24 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 pytrec-eval-terrier==0.5.11 \
@@ -75,4 +76,4 @@ gpu-wheels:
 gpu-check:
 	if [ -d $(GPU_WHEELS_DIR) ]; then $(GPU_PY) -m pip install -q --disable-pip-version-check --no-index --no-deps \
 		--no-compile --upgrade --target $(GPU_SITE) $(GPU_WHEELS_DIR)/*.whl; fi
-	PYTHONPATH="$(CURDIR)/src:$(CURDIR)/$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) bench/gpu_check.py
+	PYTHONPATH="$(CURDIR)/src:$(abspath $(GPU_SITE))$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
