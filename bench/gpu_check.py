@@ -21,6 +21,7 @@ import argparse
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ CHECKS = ("encode", "train", "ddp", "zero3", "eval", "index")
 # what every check imports; mteb (eval) and deepspeed (ZeRO-3) are asked for by their own checks
 NEEDED = ("transformers", "tokenizers", "peft", "accelerate", "safetensors", "click", "orjson", "pybase64", "faiss")
 MIN_COSINE = {"float32": 0.999, "bfloat16": 0.99}
+COMMAND_TIMEOUT = 180  # seconds for one command in a child process (--command-timeout)
 
 
 @dataclass
@@ -119,6 +121,8 @@ def train_losses(output: Path) -> list[float]:
 
 
 def check_train(model: str, data: Slice, work: Path, steps: int) -> Row:
+    """Every step on the slice's one batch of 16 examples, so a loss that does not fall is the training's fault,
+    not a harder batch's."""
     from embtools.train.data import DataSource
     from embtools.train.loop import TrainConfig, train
     from embtools.train.lora import LoraSettings
@@ -130,24 +134,35 @@ def check_train(model: str, data: Slice, work: Path, steps: int) -> Row:
                          mixed_precision="bf16", overwrite=True)
     summary = train(config)
     losses = train_losses(output)
-    falls = np.mean(losses[-3:]) < np.mean(losses[:3])
+    third = max(1, len(losses) // 3)
+    falls = np.mean(losses[-third:]) < np.mean(losses[:third])
     return Row(f"train LoRA bf16, {steps} steps", "pass" if falls else "FAIL",
                f"loss {losses[0]:.3f} -> {losses[-1]:.3f}; {summary['examples_per_s']:,.1f} examples/s")
 
 
 def run_command(module: str, args: list[str], cpu_only: bool = False) -> subprocess.CompletedProcess:
-    """An embtools command in a child process, with this checkout's sources first on its path."""
+    """An embtools command in a child process, with this checkout's sources first on its path. A command still
+    running after COMMAND_TIMEOUT seconds (a hung collective) is stopped: its process group gets SIGTERM, which the
+    command passes on to its launcher and workers; its exit code is then 124."""
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     if cpu_only:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    return subprocess.run([sys.executable, "-m", f"embtools.commands.{module}", *args], env=env,
-                          capture_output=True, text=True)
+    command = [sys.executable, "-m", f"embtools.commands.{module}", *args]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=COMMAND_TIMEOUT)
+        return subprocess.CompletedProcess(command, child.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGTERM)
+        out, err = child.communicate()
+        return subprocess.CompletedProcess(command, 124, out, err + f"\ntimed out after {COMMAND_TIMEOUT} s")
 
 
-def failure(check: str, done: subprocess.CompletedProcess) -> Row:
+def failure(check: str, done: subprocess.CompletedProcess, device: str = DEVICE) -> Row:
     last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-    return Row(check, "FAIL", f"exit {done.returncode}: {last[:160]}")
+    return Row(check, "FAIL", f"exit {done.returncode}: {last[:160]}", device=device)
 
 
 def check_distributed(model: str, data: Slice, work: Path, deepspeed: str | None, wanted: str) -> Row:
@@ -161,15 +176,16 @@ def check_distributed(model: str, data: Slice, work: Path, deepspeed: str | None
     args = [str(data.examples), "-o", str(output), "--model", model, "--num-processes", "2", "--batch-size", "16",
             "--mini-batch-size", "8", "--max-steps", "3", "--warmup-steps", "0", "--lr", "1e-3",
             "--lora-dropout", "0", "--max-length", "64", "--mixed-precision", "bf16" if gpus else "no", "--overwrite"]
+    device = f"{gpus} x cuda" if gpus else "2 x cpu (gloo)"
     done = run_command("train", args + (["--deepspeed", deepspeed] if deepspeed else []))
     if done.returncode:
-        return failure(check, done)
+        return failure(check, done, device)
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     losses = train_losses(output)
     ok = all(np.isfinite(losses)) and len(losses) == 3
     return Row(check, "pass" if ok else "FAIL",
                f"losses {', '.join(f'{x:.3f}' for x in losses)}; {summary['examples_per_s']:,.1f} examples/s",
-               device=f"{gpus} x cuda" if gpus else "2 x cpu (gloo)")
+               device=device)
 
 
 def eval_score(model: str, data: Slice, cpu_only: bool) -> tuple[float | None, subprocess.CompletedProcess]:
@@ -274,6 +290,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--distributed", choices=("auto", "yes", "no"), default="auto",
                         help="DDP and ZeRO-3 checks: auto (default) = when 2+ GPUs are present")
     parser.add_argument("--steps", type=int, default=10, help="LoRA steps of the train check (default 10)")
+    parser.add_argument("--command-timeout", type=int, default=COMMAND_TIMEOUT,
+                        help=f"seconds before a command in a child process counts as hung (default {COMMAND_TIMEOUT})")
     parser.add_argument("--only", default=",".join(CHECKS), help=f"checks to run (default: {','.join(CHECKS)})")
     args = parser.parse_args(argv)
     args.only = set(args.only.split(","))
@@ -281,7 +299,9 @@ def parse_args(argv: list[str] | None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    global COMMAND_TIMEOUT
     args = parse_args(argv)
+    COMMAND_TIMEOUT = args.command_timeout
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if missing:
         print(f"gpu-check: error: not installed: {', '.join(missing)} (run `make gpu-wheels` where PyPI is reachable "

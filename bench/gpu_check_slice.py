@@ -36,7 +36,7 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
 
 
-def build_slice(out_dir: Path, documents: int = 256, queries: int = 32, examples: int = 64, seed: int = 0) -> Slice:
+def build_slice(out_dir: Path, documents: int = 256, queries: int = 32, examples: int = 16, seed: int = 0) -> Slice:
     """Write the slice under `out_dir`; the same arguments always write the same files."""
     rng = random.Random(seed)
     vocabulary = _words(rng, 600)
