@@ -18,6 +18,7 @@ users of the installed commands never call it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -155,9 +156,17 @@ def run_command(module: str, args: list[str], cpu_only: bool = False) -> subproc
         out, err = child.communicate(timeout=COMMAND_TIMEOUT)
         return subprocess.CompletedProcess(command, child.returncode, out, err)
     except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGTERM)
-        out, err = child.communicate()
-        return subprocess.CompletedProcess(command, 124, out, err + f"\ntimed out after {COMMAND_TIMEOUT} s")
+        stop_group(child.pid, signal.SIGTERM)
+        try:
+            child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a worker outside the group still holds the pipes: stop reading them
+            stop_group(child.pid, signal.SIGKILL)
+        return subprocess.CompletedProcess(command, 124, "", f"timed out after {COMMAND_TIMEOUT} s")
+
+
+def stop_group(group: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group has ended by itself meanwhile
+        os.killpg(group, sig)
 
 
 def failure(check: str, done: subprocess.CompletedProcess, device: str = DEVICE) -> Row:
