@@ -121,6 +121,12 @@ def train_losses(output: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (output / "train_log.jsonl").read_text().splitlines() if line]
 
 
+def loss_falls(losses: list[float]) -> bool:
+    """The mean loss of the last third of the steps is below that of the first third."""
+    third = max(1, len(losses) // 3)
+    return bool(np.mean(losses[-third:]) < np.mean(losses[:third]))
+
+
 def check_train(model: str, data: Slice, work: Path, steps: int) -> Row:
     """Every step on the slice's one batch of 16 examples, so a loss that does not fall is the training's fault,
     not a harder batch's."""
@@ -135,9 +141,7 @@ def check_train(model: str, data: Slice, work: Path, steps: int) -> Row:
                          mixed_precision="bf16", overwrite=True)
     summary = train(config)
     losses = train_losses(output)
-    third = max(1, len(losses) // 3)
-    falls = np.mean(losses[-third:]) < np.mean(losses[:third])
-    return Row(f"train LoRA bf16, {steps} steps", "pass" if falls else "FAIL",
+    return Row(f"train LoRA bf16, {steps} steps", "pass" if loss_falls(losses) else "FAIL",
                f"loss {losses[0]:.3f} -> {losses[-1]:.3f}; {summary['examples_per_s']:,.1f} examples/s")
 
 

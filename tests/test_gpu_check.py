@@ -72,6 +72,11 @@ def test_encode_check_fails_when_the_device_vectors_differ(tmp_path, tiny_decode
     assert gpu_check.distinct_texts(np.ones((4, 8), dtype=np.float32) / np.sqrt(8)).result == "FAIL"
 
 
+def test_train_check_passes_only_a_falling_loss():
+    assert gpu_check.loss_falls([12.9, 11.0, 9.5, 7.1]) and gpu_check.loss_falls([3.0, 2.0])
+    assert not gpu_check.loss_falls([7.1, 9.5, 11.0, 12.9]) and not gpu_check.loss_falls([2.0, 2.0, 2.0])
+
+
 def test_index_comparison_sees_a_different_ranking():
     hits = [[("d1", 0.9), ("d2", 0.8)]]
     assert gpu_check.same_hits(hits, [[("d1", 0.9), ("d2", 0.8)]])
