@@ -64,6 +64,8 @@ def measured_peak(run: Callable[[], Row]) -> Row:
     row = run()
     if DEVICE != "cpu" and row.result != "skipped":
         row.peak_memory = f"{torch.cuda.max_memory_allocated(DEVICE) / 2**20:,.0f} MiB"
+    if DEVICE != "cpu":
+        torch.cuda.empty_cache()  # what this check's models left cached is free for the next (and its children)
     return row
 
 
