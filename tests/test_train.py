@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import DATA, read_jsonl, write_jsonl
+from conftest import DATA, read_jsonl, run_cli, write_jsonl
 from embtools.commands.train import main as train_main
 
 TINY_ARGS = ["--batch-size", "4", "--mini-batch-size", "2", "--max-length", "24", "--lr", "1e-3",
@@ -142,11 +142,10 @@ def test_merged_weights_embed_like_the_adapter(tiny_llama, examples, tmp_path):
 def test_bad_input_is_one_line(tiny_llama, tmp_path, lines, message):
     source = tmp_path / "bad.jsonl"
     source.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(train_main, [str(source), "-o", str(tmp_path / "out"), "--model", str(tiny_llama),
-                                             "--batch-size", "4"])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"emb-train: error: {message}"] or \
-        result.output.strip().splitlines()[-1].startswith(f"emb-train: error: {message}")
+    code, records, errors = run_cli(train_main, [source, "-o", tmp_path / "out", "--model", tiny_llama,
+                                                 "--batch-size", "4"])
+    assert (code, records, len(errors)) == (1, [], 1), errors  # one line, never a traceback
+    assert errors[0].startswith(f"emb-train: error: {message}"), errors
     assert not (tmp_path / "out").exists()
 
 
