@@ -94,24 +94,44 @@ def test_sts_equals_sentence_transformers_spearman(sts_file, sts_dev):
     assert all(set(r) == {"task", "split", "metric", "value", "main", "model"} for r in records)
 
 
-def test_retrieval_metrics_equal_pytrec_eval_on_a_brute_force_run(beir_folder):
+def brute_force_scores(folder, minilm, skip_own_id=False) -> dict[str, float]:
+    """pytrec_eval's mean nDCG@10 and recall@1 of every query against every document of a BEIR folder (`d{i}` is the
+    one relevant document of `q{i}`), optionally leaving out the document with the query's own id."""
     import pytrec_eval
 
-    from embtools.encode.encoder import Encoder
-
-    code, records, _ = run([beir_folder])
-    corpus, queries = read_jsonl(beir_folder / "corpus.jsonl"), read_jsonl(beir_folder / "queries.jsonl")
-    encoder = Encoder("minilm-l6")
-    scores = encoder.encode([q["text"] for q in queries]) @ encoder.encode([d["text"] for d in corpus]).T
-    run_dict = {q["_id"]: {d["_id"]: float(s) for d, s in zip(corpus, row)} for q, row in zip(queries, scores)}
+    corpus, queries = read_jsonl(folder / "corpus.jsonl"), read_jsonl(folder / "queries.jsonl")
+    scores = minilm.encode([q["text"] for q in queries]) @ minilm.encode([d["text"] for d in corpus]).T
+    run_dict = {q["_id"]: {d["_id"]: float(s) for d, s in zip(corpus, row)
+                           if not (skip_own_id and d["_id"] == q["_id"])} for q, row in zip(queries, scores)}
     qrels = {q["_id"]: {f"d{q['_id'][1:]}": 1} for q in queries}
-    expected = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.1"}).evaluate(run_dict)
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.1"}).evaluate(run_dict).values()
+    return {"ndcg_at_10": np.mean([v["ndcg_cut_10"] for v in per_query]),
+            "recall_at_1": np.mean([v["recall_1"] for v in per_query])}
+
+
+def test_retrieval_metrics_equal_pytrec_eval_on_a_brute_force_run(beir_folder, minilm):
+    code, records, _ = run([beir_folder])
+    expected = brute_force_scores(beir_folder, minilm)
     values = {r["metric"]: r["value"] for r in records}
     assert code == 0
     assert main_record(records)["metric"] == "ndcg_at_10"
-    assert values["ndcg_at_10"] == pytest.approx(np.mean([v["ndcg_cut_10"] for v in expected.values()]), abs=1e-5)
-    assert values["recall_at_1"] == pytest.approx(np.mean([v["recall_1"] for v in expected.values()]), abs=1e-5)
+    assert values["ndcg_at_10"] == pytest.approx(expected["ndcg_at_10"], abs=1e-5)
+    assert values["recall_at_1"] == pytest.approx(expected["recall_at_1"], abs=1e-5)
     assert {"map_at_100", "mrr_at_10", "precision_at_3", "recall_at_1000"} <= set(values)
+
+
+def test_identical_ids_are_ignored_only_when_asked(beir_folder, minilm):
+    """Each query's own text joins the corpus under the query's id (as in ArguAna): without --ignore-identical-ids it
+    is every query's first hit; with it, the scores are those of a run that never saw those documents."""
+    queries = read_jsonl(beir_folder / "queries.jsonl")
+    with open(beir_folder / "corpus.jsonl", "ab") as corpus:
+        corpus.write(b"".join(orjson.dumps({"_id": q["_id"], "title": "", "text": q["text"]}) + b"\n" for q in queries))
+    counted = {r["metric"]: r["value"] for r in run([beir_folder])[1]}
+    ignored = {r["metric"]: r["value"] for r in run([beir_folder, "--ignore-identical-ids"])[1]}
+    expected = brute_force_scores(beir_folder, minilm, skip_own_id=True)
+    assert counted["recall_at_1"] == 0 and expected["recall_at_1"] > 0.5
+    assert ignored["recall_at_1"] == pytest.approx(expected["recall_at_1"], abs=1e-5)
+    assert ignored["ndcg_at_10"] == pytest.approx(expected["ndcg_at_10"], abs=1e-5)
 
 
 def test_max_corpus_slice_is_named_in_the_task(tmp_path):

@@ -120,7 +120,8 @@ def test_model_comes_from_flag_or_first_record_meta(tmp_path):
 def test_add_appends_and_refuses_id_collisions(tmp_path, corpus):
     vectors, path = corpus
     run(["-o", str(tmp_path / "ix"), str(path)])
-    extra = write_jsonl(tmp_path / "extra.jsonl", records_of(clustered_vectors(20, seed=3), ids=[f"x{i}" for i in range(20)]))
+    extra = write_jsonl(tmp_path / "extra.jsonl",
+                        records_of(clustered_vectors(20, seed=3), ids=[f"x{i}" for i in range(20)]))
     assert run(["add", "--index", str(tmp_path / "ix"), str(extra)])[0] == 0
     index = VectorIndex.load(tmp_path / "ix")
     assert (index.ntotal, index.meta["count"], index.ids[-1]) == (520, 520, "x19")
@@ -223,9 +224,14 @@ def test_search_records_streams_hits_records(tmp_path, corpus):
     vectors, _ = corpus
     build_index(records_of(vectors), tmp_path / "ix")
     queries = [{**r, "meta": {"q": 1}} for r in records_of(vectors[:7], ids=list(range(7)))]
-    results = list(search_records(queries, VectorIndex.load(tmp_path / "ix"), 3, batch_size=2))
+    index = VectorIndex.load(tmp_path / "ix")
+    results = list(search_records(queries, index, 3, batch_size=2))
+    expected = index.search(vectors[:7], 3)  # one search over all seven, no batches
     assert [r["id"] for r in results] == list(range(7))
-    assert results[0] == {"id": 0, "hits": results[0]["hits"], "meta": {"q": 1}} and len(results[0]["hits"]) == 3
+    assert all(set(r) == {"id", "hits", "meta"} and r["meta"] == {"q": 1} for r in results)
+    assert [[h["id"] for h in r["hits"]] for r in results] == [[i for i, _ in found] for found in expected]
+    assert np.allclose([[h["score"] for h in r["hits"]] for r in results], [[s for _, s in f] for f in expected])
+    assert [r["hits"][0]["id"] for r in results] == [0, "d1", "d2", 3, "d4", "d5", 6]  # each vector finds itself
 
 
 def recall_at_k(approx: list[list[tuple]], exact: list[list[tuple]]) -> float:
