@@ -58,7 +58,8 @@ def tiny_llama(smollm, tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """One torch thread: on a shared 2-core machine two threads per process ran 5x slower (spinning OpenMP)."""
+    """One torch thread: on a shared 2-core machine two OpenMP threads per process wait for each other (as the
+    generator's do: docs/benchmarks.md, emb-generate)."""
     import torch
 
     before = torch.get_num_threads()
