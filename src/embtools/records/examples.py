@@ -1,4 +1,4 @@
-"""The example record of CONTRACT.md, checked field by field, and tolerant access to what its `meta` carries.
+"""The example record (docs/records.md), checked field by field, and tolerant access to what its `meta` carries.
 
 An example has `id` (string or integer), `task_type` (one of the paper's six groups), non-empty string `instruction`,
 `query`, `positive`, `negative` (a non-empty string or null), `language` (a string) and `meta` (an object).
@@ -18,7 +18,7 @@ SCHEMA = "schema"
 
 
 def schema_problem(record: Record) -> str | None:
-    """Why the record is not a CONTRACT example (`schema: field "query" is empty`), or None when it is one."""
+    """Why the record is not an example record (`schema: field "query" is empty`), or None when it is one."""
     record_id = record.get("id")
     if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
         return f'{SCHEMA}: field "id" must be a string or an integer'
