@@ -17,7 +17,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, write_jsonl
+from conftest import REPO, run_cli, write_jsonl
 from embtools.commands.index import main as emb_index
 from embtools.encode.embedding_cache import FORMAT_VERSION, EmbeddingCache
 from embtools.errors import EmbtoolsError
@@ -159,20 +159,15 @@ def _vectors(n: int = 30, dim: int = 8, seed: int = 0) -> list[dict]:
     return [{"id": f"d{i}", "embedding": row.tolist()} for i, row in enumerate(rows)]
 
 
-def _index_cli(args, input_bytes=None):
-    result = CliRunner().invoke(emb_index, args, input=input_bytes, catch_exceptions=False)
-    return result.exit_code, result.stdout_bytes, result.stderr
-
-
 def test_emb_index_build_never_replaces_an_existing_folder_without_overwrite(tmp_path):
     vectors = write_jsonl(tmp_path / "v.jsonl", _vectors())
     target = tmp_path / "ix"
     target.mkdir()
     (target / "precious.txt").write_text("keep me")
-    code, _, err = _index_cli(["build", str(vectors), "-o", str(target)])
-    assert code == 1 and err == f"emb-index: error: {target} exists; pass --overwrite to replace it\n"
+    code, _, err = run_cli(emb_index, ["build", vectors, "-o", target])
+    assert code == 1 and err == [f"emb-index: error: {target} exists; pass --overwrite to replace it"]
     assert (target / "precious.txt").read_text() == "keep me"
-    code, _, _ = _index_cli(["build", str(vectors), "-o", str(target), "--overwrite"])
+    code, _, _ = run_cli(emb_index, ["build", vectors, "-o", target, "--overwrite"])
     assert code == 0 and sorted(p.name for p in target.iterdir()) == ["ids.jsonl", "index.faiss", "index.json"]
 
 
@@ -220,8 +215,8 @@ def test_a_damaged_or_foreign_index_folder_is_refused_in_one_line(tmp_path, inde
     damage_it, message = DAMAGE[damage]
     damage_it(index_dir)
     damaged = {p.name: p.read_bytes() for p in index_dir.iterdir()}
-    code, out, err = _index_cli([subcommand, str(queries), "--index", str(index_dir)])
-    assert code == 1 and out == b"" and err.count("\n") == 1 and message in err, err
+    code, out, err = run_cli(emb_index, [subcommand, queries, "--index", index_dir])
+    assert code == 1 and out == [] and len(err) == 1 and message in err[0], err
     assert {p.name: p.read_bytes() for p in index_dir.iterdir()} == damaged != before  # refused, not "repaired"
 
 
