@@ -146,10 +146,10 @@ def test_a_pickled_checkpoint_is_not_unpickled(tmp_path):
     (folder / "model.safetensors").unlink()
     marker = tmp_path / "pickle-ran"
     torch.save({"embeddings.word_embeddings.weight": _Payload(marker)}, folder / "pytorch_model.bin")
-    result = CliRunner().invoke(encode, ["-m", str(folder), "--dtype", "float32"], input=b'{"id": 1, "text": "a"}\n')
-    assert result.exit_code == 1 and not marker.exists()
-    assert result.stderr.count("\n") == 1 and "Weights only load failed" in result.stderr
-    assert result.stderr.startswith("emb-encode: error: cannot load model ")
+    code, _, err = run_cli(encode, ["-m", folder, "--dtype", "float32"], input=b'{"id": 1, "text": "a"}\n')
+    assert code == 1 and not marker.exists()
+    assert len(err) == 1 and "Weights only load failed" in err[0]
+    assert err[0].startswith("emb-encode: error: cannot load model ")
 
 
 # --- outputs are never silently replaced --------------------------------------------------------------------------
@@ -333,13 +333,12 @@ def test_emb_train_never_replaces_an_existing_folder_without_overwrite(tmp_path)
     target = tmp_path / "model"
     target.mkdir()
     (target / "precious.txt").write_text("keep me")
-    result = CliRunner().invoke(train, [str(examples), "-o", str(target), "-m", "minilm-l6"])
-    assert result.exit_code == 1
-    assert result.stderr == f"emb-train: error: {target} exists; pass --overwrite to replace it\n"
+    code, _, err = run_cli(train, [examples, "-o", target, "-m", "minilm-l6"])
+    assert code == 1 and err == [f"emb-train: error: {target} exists; pass --overwrite to replace it"]
     assert [p.name for p in target.iterdir()] == ["precious.txt"]
 
 
-def _generate_with_cache(tmp_path: Path, prepare) -> tuple[int, str]:
+def _generate_with_cache(tmp_path: Path, prepare) -> tuple[int, list[str]]:
     from chat_server import ChatServer
     from embtools.commands.generate import main as generate
 
@@ -347,14 +346,13 @@ def _generate_with_cache(tmp_path: Path, prepare) -> tuple[int, str]:
     (tmp_path / "cache").mkdir()
     prepare(tmp_path / "cache" / "responses.sqlite")
     with ChatServer() as server:
-        result = CliRunner().invoke(generate, ["--base-url", server.url, "--cache", str(tmp_path / "cache"),
-                                               str(tasks)])
-    return result.exit_code, result.stderr
+        code, _, err = run_cli(generate, ["--base-url", server.url, "--cache", tmp_path / "cache", tasks])
+    return code, err
 
 
 def test_a_corrupt_response_cache_is_refused_in_one_line(tmp_path):
     code, err = _generate_with_cache(tmp_path, lambda p: p.write_bytes(b"garbage" * 200))
-    assert code == 1 and err.count("\n") == 1 and "response cache" in err and "not a database" in err
+    assert code == 1 and len(err) == 1 and "response cache" in err[0] and "not a database" in err[0]
 
 
 def test_a_response_cache_of_another_format_is_refused_in_one_line(tmp_path):
@@ -364,4 +362,4 @@ def test_a_response_cache_of_another_format_is_refused_in_one_line(tmp_path):
         db.commit()
 
     code, err = _generate_with_cache(tmp_path, foreign)
-    assert code == 1 and err.count("\n") == 1 and "response cache" in err and "unexpected" not in err
+    assert code == 1 and len(err) == 1 and "response cache" in err[0] and "unexpected" not in err[0]
