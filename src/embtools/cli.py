@@ -150,8 +150,3 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def info(message: str) -> None:
     """A line for the person at the terminal (stderr); hidden by --quiet."""
     log.info(message)
-
-
-def show_progress() -> bool:
-    """Progress bars only when stderr is a terminal and the user did not ask for quiet."""
-    return sys.stderr.isatty() and log.isEnabledFor(logging.INFO)
