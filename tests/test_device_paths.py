@@ -52,24 +52,25 @@ def accelerator():
 
 
 @pytest.fixture
-def meta_smollm():
-    """smollm2-135m with LoRA, moved to the meta device (eager attention: sdpa's mask check reads a value)."""
+def meta_llama(tiny_llama):  # noqa: F811
+    """A tiny random llama (SmolLM2's tokenizer) with LoRA, moved to the meta device, where every op runs through
+    Python decompositions (a 30-layer model took minutes). Eager attention: sdpa's mask check reads a value."""
     from embtools.models.loading import inspect_model
     from embtools.train.lora import LoraSettings, add_lora, load_base_model
 
-    model, tokenizer = load_base_model(inspect_model("smollm2-135m"))
+    model, tokenizer = load_base_model(inspect_model(str(tiny_llama)))
     model.set_attn_implementation("eager")
     torch.manual_seed(0)
     return add_lora(model, LoraSettings(rank=4, dropout=0.0)).to(META).train(), tokenizer
 
 
 @pytest.mark.parametrize("mini_batch_size", [2, 8], ids=["grad-cache", "one-pass"])
-def test_one_training_step_runs_on_the_models_device(sts_dev, meta_smollm, accelerator, mini_batch_size, tmp_path):
+def test_one_training_step_runs_on_the_models_device(sts_dev, meta_llama, accelerator, mini_batch_size, tmp_path):
     from embtools.train.loop import TrainConfig
     from embtools.train.step import train_step
     from embtools.train.text_batches import TextBatcher
 
-    model, tokenizer = meta_smollm
+    model, tokenizer = meta_llama
     config = TrainConfig(output=tmp_path / "model", sources=[], mini_batch_size=mini_batch_size)
     batcher = TextBatcher(tokenizer, "mean", 32, 32)
     loss, tokens = train_step(model, batcher, InfoNCELoss(0.02), _examples(sts_dev, 6), config, accelerator)
@@ -78,10 +79,10 @@ def test_one_training_step_runs_on_the_models_device(sts_dev, meta_smollm, accel
     assert lora_grads and all(g is not None and g.device == META for g in lora_grads)
 
 
-def test_one_encoder_batch_runs_on_the_models_device(sts_dev_sentences):
+def test_one_encoder_batch_runs_on_the_models_device(sts_dev_sentences, tiny_llama):  # noqa: F811
     from embtools.encode.encoder import Encoder, EncodeSettings
 
-    encoder = Encoder("smollm2-135m", EncodeSettings(dtype="float32", pooling="mean", device="meta"))
+    encoder = Encoder(str(tiny_llama), EncodeSettings(dtype="float32", pooling="mean", device="meta"))
     encoder.model.set_attn_implementation("eager")
     ids = [encoder.tokenizer(text)["input_ids"] for text in sts_dev_sentences[:3]]
     vectors = encoder.embed_batch(ids)
@@ -96,6 +97,7 @@ def test_each_rank_selects_its_gpu_before_joining_the_nccl_group(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(("init", backend)))
@@ -109,7 +111,10 @@ def test_the_encoders_default_device_is_this_ranks_device(monkeypatch):
 
     monkeypatch.setenv("LOCAL_RANK", "3")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     assert default_device() == "cuda:3"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # a scheduler showing each process its own GPU
+    assert default_device() == "cuda:0"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert default_device() == "cpu"
 
@@ -118,6 +123,7 @@ def test_collectives_carry_tensors_on_the_collective_device_only_nccl_uses_the_g
     import torch.distributed as dist
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on any machine that runs NCCL
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
     monkeypatch.setenv("LOCAL_RANK", "1")

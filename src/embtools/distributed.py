@@ -42,10 +42,13 @@ def local_rank() -> int:
 
 
 def device():
-    """This rank's device: its own GPU (cuda:LOCAL_RANK) where CUDA is available, else the CPU."""
+    """This rank's device: its own GPU where CUDA is available, else the CPU. The GPU is LOCAL_RANK modulo the
+    GPUs this process sees, as accelerate picks it (a scheduler may show each process only its own GPU)."""
     import torch
 
-    return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank() % torch.cuda.device_count())
 
 
 def collective_device():
