@@ -37,14 +37,40 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def device():
+    """This rank's device: its own GPU where CUDA is available, else the CPU. The GPU is LOCAL_RANK modulo the
+    GPUs this process sees, as accelerate picks it (a scheduler may show each process only its own GPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank() % torch.cuda.device_count())
+
+
+def collective_device():
+    """The device whose tensors the process group's collectives carry: this rank's GPU under NCCL (which cannot
+    carry CPU tensors), the CPU under gloo or with no group."""
+    import torch
+    import torch.distributed as dist
+
+    nccl = dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl"
+    return device() if nccl else torch.device("cpu")
+
+
 def init_process_group() -> None:
-    """Join the process group the launcher set up: NCCL on GPUs, gloo on CPUs."""
+    """Join the process group the launcher set up: NCCL on GPUs, gloo on CPUs. A GPU rank first selects its own
+    GPU: NCCL's object collectives (`gather_object`) run on the current device, cuda:0 unless selected."""
     import torch
     import torch.distributed as dist
 
     if world_size() > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(device())
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
         if not torch.cuda.is_available():
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
@@ -57,6 +83,17 @@ def gather_to_main(obj: Any) -> list[Any] | None:
         return [obj]
     gathered: list[Any] = [None] * world_size() if is_main_process() else None
     dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def gather_everywhere(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    import torch.distributed as dist
+
+    if world_size() == 1:
+        return [obj]
+    gathered: list[Any] = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
     return gathered
 
 

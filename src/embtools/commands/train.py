@@ -12,6 +12,7 @@ from embtools.cli import EmbtoolsCommand, common_options, info, input_options
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.records.jsonl import reject_sink, skipped_summary
+from embtools.train.precision import MIXED_PRECISIONS
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-train")
@@ -45,8 +46,10 @@ from embtools.records.jsonl import reject_sink, skipped_summary
               help="Tokens per document (EOS included); longer ones are truncated.")
 @click.option("--query-max-length", type=click.IntRange(min=4), default=None,
               help="Tokens per query with its instruction. Default: --max-length.")
-@click.option("--mixed-precision", type=click.Choice(["no", "bf16", "fp16"]), default="no", show_default=True,
-              help="Autocast forward passes (bf16 on GPUs and CPUs with native bf16; weights stay fp32).")
+@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISIONS), default="auto", show_default=True,
+              envvar="EMBTOOLS_MIXED_PRECISION",
+              help="Autocast forward passes; weights stay fp32. auto: bf16 on GPUs that support it, else no "
+                   "(fp32). Env: EMBTOOLS_MIXED_PRECISION.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward. Default: off.")
 @click.option("--same-task-batches", is_flag=True,
               help="Each batch from one task (input file and task_type). Default: mixed batches.")
@@ -101,11 +104,12 @@ def _config(options: dict, sources):
     from embtools.train.deepspeed_configs import deepspeed_config
     from embtools.train.loop import TrainConfig
     from embtools.train.lora import LoraSettings
+    from embtools.train.precision import resolve_mixed_precision
 
+    precision = resolve_mixed_precision(options["mixed_precision"])
     ds = None
     if options["deepspeed_name"]:
-        ds = deepspeed_config(options["deepspeed_name"], options["batch_size"] // max(world_size(), 1),
-                              options["mixed_precision"])
+        ds = deepspeed_config(options["deepspeed_name"], options["batch_size"] // max(world_size(), 1), precision)
     lora = None if options["no_lora"] else LoraSettings(options["lora_rank"], options["lora_alpha"],
                                                        options["lora_dropout"])
     if options["merge"] and lora is None:
@@ -116,7 +120,7 @@ def _config(options: dict, sources):
         mini_batch_size=options["mini_batch_size"], max_steps=options["max_steps"], epochs=options["epochs"],
         lr=options["lr"], warmup_steps=options["warmup_steps"], weight_decay=options["weight_decay"],
         seed=options["seed"], query_max_length=options["query_max_length"] or options["max_length"],
-        document_max_length=options["max_length"], mixed_precision=options["mixed_precision"],
+        document_max_length=options["max_length"], mixed_precision=precision,
         gradient_checkpointing=options["gradient_checkpointing"], same_task_batches=options["same_task_batches"],
         mask_false_negatives=not options["no_mask_false_negatives"],
         gradient_accumulation_steps=options["gradient_accumulation_steps"], save_every=options["save_every"],

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embtools import distributed
 from embtools.encode.batching import token_budget_batches
 from embtools.errors import EmbtoolsError
 from embtools.models.loading import POOLINGS, ModelSpec, inspect_model, load_model
@@ -34,13 +35,8 @@ class EncodeSettings:
 
 
 def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        import os
-
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return "cpu"
+    """This rank's device (`distributed.device`): under `--num-processes N` each rank encodes on its own GPU."""
+    return str(distributed.device())
 
 
 def resolve_dtype(dtype: str, device: str, is_decoder: bool) -> str:
@@ -101,10 +97,11 @@ class Encoder:
         self.tokens += sum(len(x) for x in ids)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for batch in token_budget_batches([len(x) for x in ids], self.settings.max_tokens):
-            out[batch] = self._forward([ids[i] for i in batch])
+            out[batch] = self.embed_batch([ids[i] for i in batch]).cpu().numpy()
         return out
 
-    def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
+    def embed_batch(self, batch_ids: list[list[int]]):
+        """One batch of token id lists -> float32 vectors [len(batch_ids), dim], on the model's device."""
         import torch
 
         input_ids, mask = self._pad(batch_ids)
@@ -113,7 +110,7 @@ class Encoder:
             vectors = pool(self.pooling, hidden, mask, input_ids, self.tokenizer.eos_token_id).float()
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
-        return vectors.cpu().numpy()
+        return vectors
 
     def _pad(self, batch_ids: list[list[int]]):
         """Right padding: the pooled position is each row's last real token."""

@@ -107,7 +107,9 @@ def load_checkpoint(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any
     with torch.no_grad():
         for name, value in weights.items():
             parameters[name].copy_(value)
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    # Onto the CPU first: saved from rank 0's GPU, it would land on cuda:0 in every rank; load_state_dict then moves
+    # each state to its parameter's device.
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
     by_rank = torch.load(checkpoint / "rng.pt", weights_only=True)
     if rank >= len(by_rank):

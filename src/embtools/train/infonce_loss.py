@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from embtools import distributed
 from embtools.distributed import rank, world_size
 
 
@@ -30,6 +31,9 @@ class BatchKeys:
     negatives: torch.Tensor  # int64 [B] (anything where there is no negative)
     has_negative: torch.Tensor  # bool [B]
 
+    def to(self, device: torch.device) -> "BatchKeys":
+        return BatchKeys(*(t.to(device) for t in (self.queries, self.positives, self.negatives, self.has_negative)))
+
 
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """All ranks' rows concatenated in rank order; gradients flow back to the rank that produced each row."""
@@ -37,17 +41,21 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     import torch.distributed.nn.functional as dist_fn
 
-    return torch.cat(dist_fn.all_gather(tensor), dim=0)
+    carried = tensor.to(distributed.collective_device())  # differentiable, and a no-op where the devices agree
+    return torch.cat(dist_fn.all_gather(carried), dim=0).to(tensor.device)
 
 
 def gather_plain(tensor: torch.Tensor) -> torch.Tensor:
+    """All ranks' rows concatenated in rank order (no gradient), on `tensor`'s device; the collective itself runs
+    on the collective device (a key tensor on the CPU would stop NCCL)."""
     if world_size() == 1:
         return tensor
     import torch.distributed as dist
 
-    parts = [torch.empty_like(tensor) for _ in range(world_size())]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts, dim=0)
+    carried = tensor.to(distributed.collective_device()).contiguous()
+    parts = [torch.empty_like(carried) for _ in range(world_size())]
+    dist.all_gather(parts, carried)
+    return torch.cat(parts, dim=0).to(tensor.device)
 
 
 class InfoNCELoss:
@@ -63,12 +71,13 @@ class InfoNCELoss:
         candidates = torch.cat([gather_with_grad(positives), gather_with_grad(negatives)], dim=0)
         scores = F.normalize(queries.float(), dim=-1) @ F.normalize(candidates.float(), dim=-1).T / self.temperature
         targets = torch.arange(local, device=scores.device) + rank() * local
-        blocked = self.blocked_candidates(keys, targets)
+        blocked = self.blocked_candidates(keys.to(scores.device), targets)
         scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
         return F.cross_entropy(scores, targets)
 
     def blocked_candidates(self, keys: BatchKeys, targets: torch.Tensor) -> torch.Tensor:
-        """[B_local, 2 x B_global] True where a candidate must not count as a negative (the target is never blocked)."""
+        """[B_local, 2 x B_global] True where a candidate must not count as a negative (the target is never blocked).
+        On the device of `keys`, which must be that of `targets`."""
         positive_keys, negative_keys = gather_plain(keys.positives), gather_plain(keys.negatives)
         has_negative = gather_plain(keys.has_negative)
         total = positive_keys.shape[0]
@@ -79,5 +88,5 @@ class InfoNCELoss:
             blocked |= (candidate_keys.unsqueeze(0) == keys.positives.unsqueeze(1)) & ~absent.unsqueeze(0)
             same_query = gather_plain(keys.queries).unsqueeze(0) == keys.queries.unsqueeze(1)
             blocked[:, :total] |= same_query
-        blocked[torch.arange(targets.shape[0]), targets] = False
+        blocked[torch.arange(targets.shape[0], device=targets.device), targets] = False
         return blocked

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from embtools.distributed import rank, world_size
+from embtools.distributed import gather_everywhere, rank, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import inspect_model
@@ -49,6 +49,7 @@ from embtools.train.lora import (
     load_base_model,
     trainable_parameters,
 )
+from embtools.train.precision import resolve_mixed_precision
 from embtools.train.step import train_step
 from embtools.train.text_batches import TextBatcher
 
@@ -74,7 +75,7 @@ class TrainConfig:
     seed: int = 42
     query_max_length: int = 512
     document_max_length: int = 512
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"  # resolved on construction (train/precision.py): no, fp16 or bf16
     gradient_checkpointing: bool = False
     same_task_batches: bool = False
     mask_false_negatives: bool = True
@@ -86,6 +87,9 @@ class TrainConfig:
     merge: bool = False
     overwrite: bool = False
     trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        self.mixed_precision = resolve_mixed_precision(self.mixed_precision)
 
     def data_meta(self) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the checkpoint."""
@@ -184,6 +188,13 @@ class BatchPlan:
                 epoch, skip = epoch + 1, 0
 
 
+def step_totals(losses: list[torch.Tensor], tokens: int) -> tuple[float, int]:
+    """This step's loss averaged over ranks and its tokens summed over ranks. They travel as Python numbers in an
+    object collective, which runs on the collective device itself: no tensor of ours can be on the wrong one."""
+    by_rank = gather_everywhere((torch.stack(losses).mean().item(), tokens))
+    return sum(loss for loss, _ in by_rank) / len(by_rank), sum(count for _, count in by_rank)
+
+
 @dataclass
 class RunState:
     step: int = 0
@@ -273,7 +284,7 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     if main:
         work_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"emb-train: {sum(map(len, pools))} examples, {plan.total_steps} steps of {config.batch_size} "
-                 f"on {world_size()} process(es); {parameters}")
+                 f"on {world_size()} process(es), mixed precision {config.mixed_precision}; {parameters}")
     state = RunState(step=resume_from(config, work_dir, model, optimizer, scheduler, accelerator))
     if state.step == 0:
         torch.manual_seed(config.seed + 1000 * (rank() + 1))  # dropout masks differ across ranks
@@ -293,8 +304,7 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        loss = accelerator.reduce(torch.stack(losses).mean().detach(), reduction="mean").item()
-        tokens = int(accelerator.reduce(torch.tensor(tokens), reduction="sum").item())
+        loss, tokens = step_totals(losses, tokens)
         state.step += 1
         log_step(log_path, state, loss, lr, tokens, config.batch_size * accumulation,
                  time.perf_counter() - tick, epoch)
