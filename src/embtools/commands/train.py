@@ -89,13 +89,13 @@ def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, te
         return _print_memory_estimate(locals())
     if output is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
-    if not no_memory_check:
-        _check_memory(locals())
     sources = [parse_source(a) for a in inputs or ("-",)]
     if (num_processes > 1 or deepspeed_name) and not is_launched():
         if any(s.path is None for s in sources):
             raise click.UsageError("--num-processes and --deepspeed need FILE inputs (every process reads them)")
         sys.exit(launch_command(num_processes, "embtools.commands.train", sys.argv[1:]))
+    if not no_memory_check:
+        _check_memory(locals())
     if gradient_accumulation_steps > 1:
         info("emb-train: warning: gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees "
              "only its own examples); raise --batch-size and bound memory with --mini-batch-size instead")
@@ -111,10 +111,7 @@ def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, te
 def _run_shape(options: dict):
     from embtools.train.memory_estimate import training_run_shape
 
-    names = ("batch_size", "mini_batch_size", "max_length", "query_max_length", "mixed_precision",
-             "gradient_checkpointing", "lora_rank", "lora_dropout", "no_lora")
-    return training_run_shape(**{name: options[name] for name in names}, deepspeed=options["deepspeed_name"],
-                              num_gpus=world_size() if is_launched() else options["num_processes"])
+    return training_run_shape(options, num_gpus=world_size() if is_launched() else options["num_processes"])
 
 
 def _print_memory_estimate(options: dict) -> None:
@@ -127,9 +124,16 @@ def _print_memory_estimate(options: dict) -> None:
 
 
 def _check_memory(options: dict) -> None:
+    """In each training process (the launcher itself never touches CUDA), before anything loads."""
+    from embtools.errors import EmbtoolsError
     from embtools.train.memory_estimate import check_model_fits, cuda_device_memory
 
-    check_model_fits(options["model"], _run_shape(options), cuda_device_memory())
+    try:
+        check_model_fits(options["model"], _run_shape(options), cuda_device_memory())
+    except EmbtoolsError:
+        if not is_main_process():
+            sys.exit(1)  # every rank stops; rank 0 says why, once
+        raise
 
 
 def _config(options: dict, sources):

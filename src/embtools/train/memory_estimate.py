@@ -13,6 +13,7 @@ the GPU-only terms (16-bit copies, ZeRO-3 gathering, the CUDA context) are state
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -338,15 +339,15 @@ def zero_stage_of(deepspeed: str | None) -> int:
     return int(deepspeed_config(deepspeed, 1, "no").get("zero_optimization", {}).get("stage", 0))
 
 
-def training_run_shape(*, batch_size: int, mini_batch_size: int, max_length: int, query_max_length: int | None,
-                       mixed_precision: str, gradient_checkpointing: bool, lora_rank: int, lora_dropout: float,
-                       no_lora: bool, num_gpus: int, deepspeed: str | None, device: str = "cuda") -> RunShape:
-    """The RunShape of emb-train's options (by their option names)."""
-    return RunShape(batch_size=batch_size, mini_batch_size=mini_batch_size,
-                    query_max_length=query_max_length or max_length, document_max_length=max_length,
-                    precision=MIXED_PRECISION[mixed_precision], gradient_checkpointing=gradient_checkpointing,
-                    lora_rank=None if no_lora else lora_rank, lora_dropout=lora_dropout, num_gpus=num_gpus,
-                    zero_stage=zero_stage_of(deepspeed), device=device)
+def training_run_shape(options: Mapping[str, Any], num_gpus: int, device: str = "cuda") -> RunShape:
+    """The RunShape of emb-train's options (its click parameters, by name) on `num_gpus` processes."""
+    return RunShape(batch_size=options["batch_size"], mini_batch_size=options["mini_batch_size"],
+                    query_max_length=options["query_max_length"] or options["max_length"],
+                    document_max_length=options["max_length"], precision=MIXED_PRECISION[options["mixed_precision"]],
+                    gradient_checkpointing=options["gradient_checkpointing"],
+                    lora_rank=None if options["no_lora"] else options["lora_rank"],
+                    lora_dropout=options["lora_dropout"], num_gpus=num_gpus,
+                    zero_stage=zero_stage_of(options["deepspeed_name"]), device=device)
 
 
 def estimate_for_model(model: str, run: RunShape) -> MemoryEstimate:
