@@ -161,6 +161,15 @@ def test_estimate_memory_refuses_an_encoder():
     assert result.exit_code == 1 and "decoder-only" in result.output
 
 
+def test_output_is_required_unless_estimating():
+    from click.testing import CliRunner
+
+    from embtools.commands.train import main
+
+    result = CliRunner().invoke(main, ["--model", str(MISTRAL)])
+    assert result.exit_code == 2 and "Missing option '-o' / '--output'" in result.output
+
+
 @pytest.mark.slow
 def test_estimate_is_within_25_percent_of_a_measured_cpu_peak(tmp_path):
     sys.path.insert(0, str(REPO / "bench"))
