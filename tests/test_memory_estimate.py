@@ -131,8 +131,11 @@ def test_the_cheapest_fix_is_named_first(mistral):
     without_checkpointing = replace(PAPER, gradient_checkpointing=False, mini_batch_size=16)
     with pytest.raises(EmbtoolsError, match="add --gradient-checkpointing"):
         check_fits(estimate_memory(mistral, without_checkpointing), 40 * GIB)
-    one_gpu = replace(PAPER, num_gpus=1, zero_stage=0, mini_batch_size=1)
-    with pytest.raises(EmbtoolsError, match="--deepspeed zero3|more GPUs"):
+    ddp = replace(PAPER, zero_stage=0, mini_batch_size=8)  # fp32 weights on each of 8 GPUs of 32 GiB
+    with pytest.raises(EmbtoolsError, match="use --deepspeed zero3, or pass"):
+        check_fits(estimate_memory(mistral, ddp), 32 * GIB)
+    one_gpu = replace(PAPER, num_gpus=1, zero_stage=3, mini_batch_size=1)
+    with pytest.raises(EmbtoolsError, match="use more GPUs"):
         check_fits(estimate_memory(mistral, one_gpu), 16 * GIB)
 
 

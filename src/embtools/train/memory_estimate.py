@@ -316,7 +316,7 @@ def memory_advice(shape: ModelShape, run: RunShape, device_bytes: int) -> str:
     fitting = largest_fitting_mini_batch(shape, run, device_bytes)
     if fitting is not None and fitting < run.mini_batch_size:
         return f"lower --mini-batch-size (now {run.mini_batch_size}) to {fitting}"
-    if run.zero_stage != 3 and run.num_gpus > 1:
+    if run.zero_stage != 3 and estimate_memory(shape, replace(run, zero_stage=3)).total <= device_bytes:
         return "use --deepspeed zero3"
     return "use more GPUs (--num-processes) with --deepspeed zero3, or a smaller model"
 
