@@ -1,4 +1,5 @@
-"""The per-GPU peak memory of an emb-train run, term by term, from the model's config.json alone (no weights, no torch).
+"""The per-GPU peak memory of an emb-train run, term by term, from the model's config.json alone (no weights; torch
+is imported only to ask a GPU its memory, `cuda_device_memory`).
 
 The peak of a GradCache step is reached in the backward of one mini-batch: the (sharded) weights, the trainable
 weights' gradients and optimizer state, the activations of that mini-batch's forward with grad, the cached vectors and
@@ -176,7 +177,9 @@ def layer_activation_bytes(shape: ModelShape, run: RunShape) -> int:
     a = PRECISIONS[run.precision]
     q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     norms = 2 * 4 * shape.hidden  # each RMSNorm keeps its input in fp32 (it upcasts before the variance)
-    attention = (2 * q + 2 * kv) * a + 4 * shape.heads  # SDPA keeps q, k, v, its output and a logsumexp per head
+    # SDPA's fused kernels (flash, memory-efficient; on the CPU too, measured) keep q, k, v, the output and a
+    # logsumexp per head, never the seq x seq scores; eager attention would add those (heads x seq per token).
+    attention = (2 * q + 2 * kv) * a + 4 * shape.heads
     mlp = 3 * shape.intermediate * a  # SiLU keeps the gate's output, the product keeps SiLU's output and up's
     return norms + attention + mlp + lora_activation_bytes(shape, run)
 
