@@ -102,7 +102,8 @@ def measure(setting: Setting, data: Path, work: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", default="0,1,2", help="indexes into SETTINGS (default: 0,1,2; 3 is 0 with checkpointing)")
+    parser.add_argument("--settings", default="0,1,2",
+                        help="indexes into SETTINGS (default: 0,1,2; 3 is 0 with checkpointing)")
     args = parser.parse_args()
     chosen = [SETTINGS[int(i)] for i in args.settings.split(",")]
     mib = 2**20
