@@ -17,8 +17,8 @@ from embtools.train.precision import MIXED_PRECISIONS
 
 @click.command(cls=EmbtoolsCommand, name="emb-train")
 @click.argument("inputs", nargs=-1, metavar="[FILE[:WEIGHT]]...")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Model folder to write (appears when training is complete).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Model folder to write (appears when training is complete). Required unless --estimate-memory.")
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Base model: built-in name, HF folder or cached hub id. Env: EMBTOOLS_MODEL.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank (paper: 16).")
@@ -68,13 +68,19 @@ from embtools.train.precision import MIXED_PRECISIONS
 @click.option("--merge", is_flag=True, help="Write merged full weights instead of the LoRA adapter.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT folder.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
+@click.option("--estimate-memory", is_flag=True,
+              help="Print the per-GPU peak memory of these settings term by term (table on stderr, JSON record on "
+                   "stdout) from the model's config.json, and exit without training.")
+@click.option("--no-memory-check", is_flag=True, envvar="EMBTOOLS_NO_MEMORY_CHECK",
+              help="Train even if the memory estimate exceeds the GPU's memory. Default: refuse before loading "
+                   "(checked on GPUs only). Env: EMBTOOLS_NO_MEMORY_CHECK.")
 @input_options
 @common_options
 def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
          mini_batch_size, gradient_accumulation_steps, epochs, max_steps, lr, warmup_steps, weight_decay, seed,
          max_length, query_max_length, mixed_precision, gradient_checkpointing, same_task_batches,
          no_mask_false_negatives, save_every, checkpoint_dir, resume, num_processes, deepspeed_name, merge,
-         overwrite, trust_remote_code, skip_invalid, rejects):
+         overwrite, trust_remote_code, estimate_memory, no_memory_check, skip_invalid, rejects):
     """Fine-tune MODEL into an embedding model on example records (`instruction`, `query`, `positive`,
     `negative` or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch, `FILE:2` repeats it.
 
@@ -83,11 +89,17 @@ def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, te
     """
     from embtools.train.data import parse_source
 
+    if estimate_memory:
+        return _print_memory_estimate(locals())
+    if output is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
     sources = [parse_source(a) for a in inputs or ("-",)]
     if (num_processes > 1 or deepspeed_name) and not is_launched():
         if any(s.path is None for s in sources):
             raise click.UsageError("--num-processes and --deepspeed need FILE inputs (every process reads them)")
         sys.exit(launch_command(num_processes, "embtools.commands.train", sys.argv[1:]))
+    if not no_memory_check:
+        _check_memory(locals())
     if gradient_accumulation_steps > 1:
         info("emb-train: warning: gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees "
              "only its own examples); raise --batch-size and bound memory with --mini-batch-size instead")
@@ -98,6 +110,34 @@ def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, te
             info(f"emb-train: {summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
                  f"{summary['seconds']} s; wrote {output}" + skipped_summary(sink))
             click.echo(json.dumps(summary))
+
+
+def _run_shape(options: dict):
+    from embtools.train.memory_estimate import training_run_shape
+
+    return training_run_shape(options, num_gpus=world_size() if is_launched() else options["num_processes"])
+
+
+def _print_memory_estimate(options: dict) -> None:
+    from embtools.train.memory_estimate import estimate_for_model
+
+    estimate = estimate_for_model(options["model"], _run_shape(options))
+    if is_main_process():
+        info(estimate.table())
+        click.echo(json.dumps({"model": options["model"], **estimate.record()}))
+
+
+def _check_memory(options: dict) -> None:
+    """In each training process (the launcher itself never touches CUDA), before anything loads."""
+    from embtools.errors import EmbtoolsError
+    from embtools.train.memory_estimate import check_model_fits, cuda_device_memory
+
+    try:
+        check_model_fits(options["model"], _run_shape(options), cuda_device_memory())
+    except EmbtoolsError:
+        if not is_main_process():
+            sys.exit(1)  # every rank stops; rank 0 says why, once
+        raise
 
 
 def _config(options: dict, sources):
