@@ -100,12 +100,25 @@ def make_accelerator(config: TrainConfig):
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
     handlers = [InitProcessGroupKwargs(backend="gloo")] if world_size() > 1 and not torch.cuda.is_available() else []
+    if config.deepspeed and not torch.cuda.is_available():
+        skip_shared_memory_comm()
     plugin = DeepSpeedPlugin(hf_ds_config=config.deepspeed, zero3_init_flag=False) if config.deepspeed else None
     # On CPUs, plain multi-process training needs cpu=True (else accelerate sees DistributedType.NO and wraps no
     # DDP); DeepSpeed needs cpu=False (cpu=True silently drops the plugin) and does its own gradient reduction.
     cpu = not torch.cuda.is_available() and plugin is None
     return Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, deepspeed_plugin=plugin,
                        kwargs_handlers=handlers)
+
+
+def skip_shared_memory_comm() -> None:
+    """DeepSpeed on CPUs JIT-compiles its shared-memory all-reduce (`deepspeed_shm_comm`, used only by inference
+    all-reduce) when it starts its comm backend. Both ranks wait on the compile's lock file in TORCH_EXTENSIONS_DIR:
+    minutes on a busy machine, and forever once a compile was killed and left its lock behind (the recorded hang of
+    the 2-process DeepSpeed test). Training never uses the op, so it is marked loaded as absent; DeepSpeed then
+    falls back to torch.distributed, as it does wherever the op cannot be built."""
+    from deepspeed.ops.op_builder.builder import OpBuilder
+
+    OpBuilder._loaded_ops.setdefault("deepspeed_shm_comm", None)
 
 
 def seed_everything(seed: int) -> None:
@@ -127,15 +140,29 @@ def build_model(config: TrainConfig, spec):
 
 
 def make_optimizer(model, config: TrainConfig, total_steps: int):
-    """AdamW with weight decay on matrices (not on biases and norms), warm-up then linear decay to 0."""
-    from transformers import get_linear_schedule_with_warmup
-
+    """AdamW with weight decay on matrices (not on biases and norms), warm-up then linear decay."""
     params = trainable_parameters(model)
     groups = [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
               {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total_steps), total_steps)
-    return optimizer, scheduler
+    schedule = WarmupLinear(min(config.warmup_steps, total_steps), total_steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+@dataclass(frozen=True)
+class WarmupLinear:
+    """The learning-rate factor of optimizer step s = index + 1 (1..total): s / W over the warm-up steps 1..W, then
+    linear decay, (total - s + 1) / (total - W), to 1 / (total - W) at the last step. No step runs at rate 0
+    (transformers' linear schedule runs its first step at 0, a step wasted and a test of nothing)."""
+
+    warmup: int
+    total: int
+
+    def __call__(self, index: int) -> float:
+        step = index + 1
+        if step <= self.warmup:
+            return step / self.warmup
+        return max(0.0, (self.total - step + 1) / max(1, self.total - self.warmup))
 
 
 class BatchPlan:
@@ -284,14 +311,14 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     for epoch, shares in plan.steps_from(state.step):
         tick = time.perf_counter()
         losses, tokens = [], 0
-        for share in shares:
-            loss, used = train_step(model, batcher, loss_fn, share, config, accelerator, scale=accumulation)
+        for index, share in enumerate(shares):
+            loss, used = train_step(model, batcher, loss_fn, share, config, accelerator, scale=1 / accumulation,
+                                    final=index == len(shares) - 1)
             losses.append(loss)
             tokens += used
         lr = scheduler.get_last_lr()[0]  # the rate this step used
-        optimizer.step()
+        optimizer_step(config, model, optimizer)
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         loss = accelerator.reduce(torch.stack(losses).mean().detach(), reduction="mean").item()
         tokens = int(accelerator.reduce(torch.tensor(tokens), reduction="sum").item())
         state.step += 1
@@ -300,6 +327,18 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
         if config.save_every and state.step % config.save_every == 0 and state.step < plan.total_steps:
             save_step(config, work_dir, state.step, model, optimizer, scheduler, accelerator)
     return finish(config, accelerator, model, tokenizer, spec, pools, state, work_dir, started)
+
+
+def optimizer_step(config: TrainConfig, model, optimizer) -> None:
+    """One optimizer step, then zero gradients. Under DeepSpeed `model` is the engine: its step() runs the ZeRO
+    optimizer on the gradients reduced by every backward since the last step (accelerate's optimizer wrapper is a
+    no-op there). The learning rate is the torch scheduler's, which sets the param_groups the engine's optimizer
+    reads, so the schedule is the same as without DeepSpeed."""
+    if config.deepspeed:
+        model.step()
+    else:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
 
 @contextlib.contextmanager

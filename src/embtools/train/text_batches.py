@@ -57,13 +57,5 @@ class TextBatcher:
         return pool(self.pooling, hidden, mask, input_ids, self.eos_id)
 
 
-def stack_batches(batches: list[TokenBatch], pad_id: int) -> TokenBatch:
-    """Several batches as one (right-padded to the widest), for a single forward pass over all of them."""
-    width = max(b.input_ids.shape[1] for b in batches)
-    ids = [torch.nn.functional.pad(b.input_ids, (0, width - b.input_ids.shape[1]), value=pad_id) for b in batches]
-    masks = [torch.nn.functional.pad(b.attention_mask, (0, width - b.attention_mask.shape[1])) for b in batches]
-    return TokenBatch(torch.cat(ids), torch.cat(masks))
-
-
 def framing_limit(framing: TokenFraming) -> int:
     return len(framing.prefix) + framing.content_limit + len(framing.suffix)
