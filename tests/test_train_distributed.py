@@ -75,3 +75,19 @@ def test_zero3_with_gradient_checkpointing(one_process, tiny_llama, examples, tm
                           "--gradient-checkpointing")
     assert update_difference(one_process, zero3) < 1e-3
     np.testing.assert_allclose(losses(zero3), losses(one_process), rtol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["ddp", "zero2", "zero3"])
+def test_gradient_accumulation_matches_one_process(tiny_llama, examples, tmp_path, stage):  # noqa: F811
+    """2 accumulated batches of 4 per step: DDP syncs only on the last backward of the step, DeepSpeed's
+    accumulation boundary is only that backward; both must equal one process accumulating the same batches."""
+    accumulate = ["--batch-size", "4", "--gradient-accumulation-steps", "2", "--max-steps", "2"]
+    one = tmp_path / "one"
+    invoke([examples, "--model", tiny_llama, *SETTINGS, *accumulate, "-o", one])
+    extra = [] if stage == "ddp" else ["--deepspeed", stage]
+    two = run_train([examples, "--model", tiny_llama, *SETTINGS, *accumulate, "-o", tmp_path / stage,
+                     "--num-processes", "2", *extra])
+    assert json.loads(two.stdout)["steps"] == 2
+    assert update_difference(one, tmp_path / stage) < 1e-3
+    np.testing.assert_allclose(losses(tmp_path / stage), losses(one), rtol=1e-4)
