@@ -161,7 +161,8 @@ def test_learning_rate_warms_up_from_its_first_step_and_never_runs_at_zero(warmu
     """Step s of W warm-up steps runs at s/W x lr (transformers' schedule ran step 1 at 0), then linear decay."""
     from pathlib import Path
 
-    from embtools.train.loop import TrainConfig, make_optimizer
+    from embtools.train.loop import TrainConfig
+    from embtools.train.optimizer import make_optimizer
 
     config = TrainConfig(output=Path("unused"), sources=[], lr=1e-3, warmup_steps=warmup)
     optimizer, scheduler = make_optimizer(torch.nn.Linear(2, 2), config, total_steps=10)

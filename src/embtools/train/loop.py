@@ -48,6 +48,7 @@ from embtools.train.lora import (
     load_base_model,
     trainable_parameters,
 )
+from embtools.train.optimizer import make_optimizer
 from embtools.train.step import train_step
 from embtools.train.text_batches import TextBatcher
 
@@ -113,8 +114,8 @@ def make_accelerator(config: TrainConfig):
 def skip_shared_memory_comm() -> None:
     """DeepSpeed on CPUs JIT-compiles its shared-memory all-reduce (`deepspeed_shm_comm`, used only by inference
     all-reduce) when it starts its comm backend. Both ranks wait on the compile's lock file in TORCH_EXTENSIONS_DIR:
-    minutes on a busy machine, and forever once a compile was killed and left its lock behind (the recorded hang of
-    the 2-process DeepSpeed test). Training never uses the op, so it is marked loaded as absent; DeepSpeed then
+    minutes on a busy machine, and forever once a compile was killed and left its lock behind (seen here after a
+    timed-out test run). Training never uses the op, so it is marked loaded as absent; DeepSpeed then
     falls back to torch.distributed, as it does wherever the op cannot be built."""
     from deepspeed.ops.op_builder.builder import OpBuilder
 
@@ -137,32 +138,6 @@ def build_model(config: TrainConfig, spec):
     if config.lora is not None:
         model = add_lora(model, config.lora)
     return model, tokenizer
-
-
-def make_optimizer(model, config: TrainConfig, total_steps: int):
-    """AdamW with weight decay on matrices (not on biases and norms), warm-up then linear decay."""
-    params = trainable_parameters(model)
-    groups = [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
-    schedule = WarmupLinear(min(config.warmup_steps, total_steps), total_steps)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-
-@dataclass(frozen=True)
-class WarmupLinear:
-    """The learning-rate factor of optimizer step s = index + 1 (1..total): s / W over the warm-up steps 1..W, then
-    linear decay, (total - s + 1) / (total - W), to 1 / (total - W) at the last step. No step runs at rate 0
-    (transformers' linear schedule runs its first step at 0, a step wasted and a test of nothing)."""
-
-    warmup: int
-    total: int
-
-    def __call__(self, index: int) -> float:
-        step = index + 1
-        if step <= self.warmup:
-            return step / self.warmup
-        return max(0.0, (self.total - step + 1) / max(1, self.total - self.warmup))
 
 
 class BatchPlan:
