@@ -41,7 +41,8 @@ eval "emb-train $TRAIN_OPTIONS --num-processes $((NODES * GPUS_PER_NODE)) --esti
 
 # Every node runs the same command; --machine_rank comes from the node's Slurm rank. Checkpoints every 50 steps
 # make a requeued job (`--requeue`, or a resubmission) continue exactly with --resume. OUT and its checkpoints must be
-# on a filesystem every node sees (each rank writes its ZeRO partition).
+# on a filesystem every node sees (each rank writes its ZeRO partition). Each process embeds its 64 examples in
+# GradCache mini-batches of --mini-batch-size ($MINI_BATCH), under ZeRO-3 as under DDP (see docs/train.md).
 srun --kill-on-bad-exit=1 bash -c "python -m accelerate.commands.launch \
   --num_machines $NODES --num_processes $((NODES * GPUS_PER_NODE)) --machine_rank \$SLURM_NODEID \
   --main_process_ip $MASTER_ADDR --main_process_port $MASTER_PORT --multi_gpu --mixed_precision bf16 \

@@ -1,4 +1,5 @@
-"""emb-train end to end: the output folder, errors, kill -9 and resume, several processes, DeepSpeed ZeRO-3.
+"""emb-train end to end: the output folder, errors, kill -9 and resume (several processes and DeepSpeed:
+test_train_distributed.py).
 
 Most runs use a tiny random llama (2 layers, 64-d) with SmolLM2's tokenizer, so they test the machinery in seconds;
 the loading test uses the real smollm2-135m.
@@ -181,34 +182,3 @@ def test_resume_refuses_other_settings(tiny_llama, examples, tmp_path):
     invoke([*common, "--max-steps", "2", "-o", tmp_path / "o"])  # leaves the checkpoint of step 1
     code, _, errors = run_cli(train_main, [*common, "--max-steps", "3", "-o", tmp_path / "o", "--resume"])
     assert code == 1 and "cannot resume: the checkpoint was made with max_steps=2" in errors[-1]
-
-
-@pytest.mark.slow
-def test_two_processes_share_negatives_and_match_one_process(tiny_llama, examples, tmp_path):
-    """Batch 8 over 2 gloo processes (4 each, GradCache mini-batches of 2) == batch 8 in one process: only true
-    when every query sees the other process's candidates and gradients flow back across the gather."""
-    common = [examples, "--model", tiny_llama, "--max-steps", "2", "--lora-dropout", "0", *TINY_ARGS,
-              "--batch-size", "8"]
-    invoke([*common, "-o", tmp_path / "one"])
-    two = run_train([*common, "-o", tmp_path / "two", "--num-processes", "2"])
-    assert json.loads(two.stdout)["world_size"] == 2 and two.stdout.count("\n") == 1
-    losses = [[json.loads(x)["loss"] for x in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
-              for name in ("one", "two")]
-    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
-    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
-
-
-@pytest.mark.slow
-def test_deepspeed_zero3_with_lora_and_gradient_checkpointing(tiny_llama, examples, tmp_path):
-    common = [examples, "--model", tiny_llama, "--max-steps", "2", "--lora-dropout", "0", *TINY_ARGS,
-              "--batch-size", "8", "--mini-batch-size", "8"]
-    invoke([*common, "-o", tmp_path / "one"])
-    zero3 = run_train([*common, "-o", tmp_path / "zero3", "--num-processes", "2", "--deepspeed", "zero3",
-                       "--gradient-checkpointing"])
-    assert json.loads(zero3.stdout)["steps"] == 2 and zero3.stdout.count("\n") == 1
-    losses = [[json.loads(x)["loss"] for x in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
-              for name in ("one", "zero3")]
-    # Known gap: with --max-steps 3 --warmup-steps 0 this run hung (>300 s) on the shared CPU; not diagnosed.
-    # After 2 steps the adapter weights differ from the plain run by up to ~3e-4 (updates are ~1e-3): not explained.
-    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-3)
-    assert_same_weights(tmp_path / "one", tmp_path / "zero3", atol=5e-4)

@@ -152,3 +152,37 @@ def test_grad_cache_replays_dropout(monkeypatch):
     monkeypatch.setattr(grad_cache.RandomState, "replay", lambda self: contextlib.nullcontext())
     _, unreplayed = setup.gradients(grad_cache_backward, setup.chunks)
     assert _relative_error(unreplayed, with_graph) > 1e-3
+
+
+@pytest.mark.parametrize("warmup, expected", [
+    (4, [1 / 4, 2 / 4, 3 / 4, 1, 6 / 6, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]),
+    (0, [10 / 10, 9 / 10, 8 / 10, 7 / 10, 6 / 10, 5 / 10, 4 / 10, 3 / 10, 2 / 10, 1 / 10]),
+])
+def test_learning_rate_warms_up_from_its_first_step_and_never_runs_at_zero(warmup, expected):
+    """Step s of W warm-up steps runs at s/W x lr (transformers' schedule ran step 1 at 0), then linear decay."""
+    from pathlib import Path
+
+    from embtools.train.loop import TrainConfig
+    from embtools.train.optimizer import make_optimizer
+
+    config = TrainConfig(output=Path("unused"), sources=[], lr=1e-3, warmup_steps=warmup)
+    optimizer, scheduler = make_optimizer(torch.nn.Linear(2, 2), config, total_steps=10)
+    rates = []
+    for _ in range(10):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([1e-3 * f for f in expected])
+
+
+def test_deepspeed_configs_do_not_clip_unless_asked(tmp_path):
+    """DeepSpeed clips at gradient norm 1.0 by default; emb-train does not clip without DeepSpeed."""
+    import json
+
+    from embtools.train.deepspeed_configs import deepspeed_config
+
+    assert deepspeed_config("zero3", 4, "no")["gradient_clipping"] == 0.0
+    assert deepspeed_config("zero2", 4, "no")["gradient_clipping"] == 0.0
+    own = tmp_path / "ds.json"
+    own.write_text(json.dumps({"zero_optimization": {"stage": 2}, "gradient_clipping": 0.5}))
+    assert deepspeed_config(str(own), 4, "no")["gradient_clipping"] == 0.5

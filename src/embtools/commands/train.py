@@ -39,7 +39,7 @@ from embtools.train.precision import MIXED_PRECISIONS
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Peak learning rate (paper: 1e-4 for 7B; small models want more, e.g. 1e-3 for smollm2-135m).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Linear warm-up steps, then linear decay to 0.")
+              help="Linear warm-up steps (step s of W runs at s/W x lr), then linear decay.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True, help="AdamW weight decay.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of LoRA init, data order and dropout.")
 @click.option("--max-length", type=click.IntRange(min=4), default=512, show_default=True,

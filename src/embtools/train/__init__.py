@@ -7,6 +7,7 @@
 - `grad_cache` and `infonce_loss`: the large-batch gradient trick and the loss with false-negative masking.
 - `checkpoint`: checkpoints a killed run resumes from exactly.
 - `deepspeed_configs`: the bundled ZeRO-2/ZeRO-3 configs.
+- `optimizer`: AdamW and the warm-up / linear-decay schedule.
 - `memory_estimate`: the per-GPU peak memory of a run, term by term, from config.json (`--estimate-memory`).
 - `loop`: the training loop, top to bottom, on one process, DDP or DeepSpeed.
 - `export`: the output folder that emb-encode, emb-eval and sentence-transformers load.

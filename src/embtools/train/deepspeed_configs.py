@@ -42,6 +42,11 @@ def deepspeed_config(name_or_path: str, micro_batch_size: int, mixed_precision: 
             raise EmbtoolsError(f"--deepspeed {name_or_path}: not zero2, zero3 or a readable JSON file ({exc})") from None
     config["train_micro_batch_size_per_gpu"] = micro_batch_size
     config["gradient_accumulation_steps"] = 1  # emb-train accumulates itself (--gradient-accumulation-steps)
+    # DeepSpeed clips the gradient norm at 1.0 unless told otherwise (GRADIENT_CLIPPING_DEFAULT), emb-train without
+    # DeepSpeed does not clip: unclipped unless the config asks. Clipping at 1.0 was the whole ZeRO-2/3 difference
+    # (tiny llama, 2 steps: update 4.1e-2 apart from one process's, 4.7e-7 once unclipped); under Adam clipping
+    # changes the update through eps and through the weighting of the steps in the moments.
+    config.setdefault("gradient_clipping", 0.0)
     config.pop("train_batch_size", None)
     config["bf16"] = {"enabled": mixed_precision == "bf16"}
     config["fp16"] = {"enabled": mixed_precision == "fp16"}

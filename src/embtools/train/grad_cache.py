@@ -77,9 +77,12 @@ def grad_cache_backward(embed: Callable[[Any], torch.Tensor], groups: Sequence[S
 
 
 def plain_backward(embed: Callable[[Any], torch.Tensor], groups: Sequence[Sequence[Any]],
-                   loss_fn: Callable[..., torch.Tensor], backward: Callable[[torch.Tensor], None]) -> torch.Tensor:
+                   loss_fn: Callable[..., torch.Tensor], backward: Callable[[torch.Tensor], None],
+                   sync: Callable[[bool], contextlib.AbstractContextManager] = lambda last: contextlib.nullcontext()
+                   ) -> torch.Tensor:
     """The same step without GradCache: every chunk embedded with a graph, one backward of the full loss."""
-    embeddings = [torch.cat([embed(chunk) for chunk in chunks]) if chunks else None for chunks in groups]
-    loss = loss_fn(*embeddings)
-    backward(loss)
+    with sync(True):
+        embeddings = [torch.cat([embed(chunk) for chunk in chunks]) if chunks else None for chunks in groups]
+        loss = loss_fn(*embeddings)
+        backward(loss)
     return loss.detach()

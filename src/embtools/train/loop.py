@@ -49,6 +49,7 @@ from embtools.train.lora import (
     load_base_model,
     trainable_parameters,
 )
+from embtools.train.optimizer import make_optimizer
 from embtools.train.precision import resolve_mixed_precision
 from embtools.train.step import train_step
 from embtools.train.text_batches import TextBatcher
@@ -105,12 +106,25 @@ def make_accelerator(config: TrainConfig):
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
     handlers = [InitProcessGroupKwargs(backend="gloo")] if world_size() > 1 and not torch.cuda.is_available() else []
+    if config.deepspeed and not torch.cuda.is_available():
+        skip_shared_memory_comm()
     plugin = DeepSpeedPlugin(hf_ds_config=config.deepspeed, zero3_init_flag=False) if config.deepspeed else None
     # On CPUs, plain multi-process training needs cpu=True (else accelerate sees DistributedType.NO and wraps no
     # DDP); DeepSpeed needs cpu=False (cpu=True silently drops the plugin) and does its own gradient reduction.
     cpu = not torch.cuda.is_available() and plugin is None
     return Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, deepspeed_plugin=plugin,
                        kwargs_handlers=handlers)
+
+
+def skip_shared_memory_comm() -> None:
+    """DeepSpeed on CPUs JIT-compiles its shared-memory all-reduce (`deepspeed_shm_comm`, used only by inference
+    all-reduce) when it starts its comm backend. Both ranks wait on the compile's lock file in TORCH_EXTENSIONS_DIR:
+    minutes on a busy machine, and forever once a compile was killed and left its lock behind (seen here after a
+    timed-out test run). Training never uses the op, so it is marked loaded as absent; DeepSpeed then
+    falls back to torch.distributed, as it does wherever the op cannot be built."""
+    from deepspeed.ops.op_builder.builder import OpBuilder
+
+    OpBuilder._loaded_ops.setdefault("deepspeed_shm_comm", None)
 
 
 def seed_everything(seed: int) -> None:
@@ -129,18 +143,6 @@ def build_model(config: TrainConfig, spec):
     if config.lora is not None:
         model = add_lora(model, config.lora)
     return model, tokenizer
-
-
-def make_optimizer(model, config: TrainConfig, total_steps: int):
-    """AdamW with weight decay on matrices (not on biases and norms), warm-up then linear decay to 0."""
-    from transformers import get_linear_schedule_with_warmup
-
-    params = trainable_parameters(model)
-    groups = [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total_steps), total_steps)
-    return optimizer, scheduler
 
 
 class BatchPlan:
@@ -296,14 +298,14 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     for epoch, shares in plan.steps_from(state.step):
         tick = time.perf_counter()
         losses, tokens = [], 0
-        for share in shares:
-            loss, used = train_step(model, batcher, loss_fn, share, config, accelerator, scale=accumulation)
+        for index, share in enumerate(shares):
+            loss, used = train_step(model, batcher, loss_fn, share, config, accelerator, scale=1 / accumulation,
+                                    final=index == len(shares) - 1)
             losses.append(loss)
             tokens += used
         lr = scheduler.get_last_lr()[0]  # the rate this step used
-        optimizer.step()
+        optimizer_step(config, model, optimizer)
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         loss, tokens = step_totals(losses, tokens)
         state.step += 1
         log_step(log_path, state, loss, lr, tokens, config.batch_size * accumulation,
@@ -311,6 +313,18 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
         if config.save_every and state.step % config.save_every == 0 and state.step < plan.total_steps:
             save_step(config, work_dir, state.step, model, optimizer, scheduler, accelerator)
     return finish(config, accelerator, model, tokenizer, spec, pools, state, work_dir, started)
+
+
+def optimizer_step(config: TrainConfig, model, optimizer) -> None:
+    """One optimizer step, then zero gradients. Under DeepSpeed `model` is the engine: its step() runs the ZeRO
+    optimizer on the gradients reduced by every backward since the last step (accelerate's optimizer wrapper is a
+    no-op there). The learning rate is the torch scheduler's, which sets the param_groups the engine's optimizer
+    reads, so the schedule is the same as without DeepSpeed."""
+    if config.deepspeed:
+        model.step()
+    else:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
 
 @contextlib.contextmanager

@@ -55,11 +55,3 @@ class TextBatcher:
         input_ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
         hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         return pool(self.pooling, hidden, mask, input_ids, self.eos_id)
-
-
-def stack_batches(batches: list[TokenBatch], pad_id: int) -> TokenBatch:
-    """Several batches as one (right-padded to the widest), for a single forward pass over all of them."""
-    width = max(b.input_ids.shape[1] for b in batches)
-    ids = [torch.nn.functional.pad(b.input_ids, (0, width - b.input_ids.shape[1]), value=pad_id) for b in batches]
-    masks = [torch.nn.functional.pad(b.attention_mask, (0, width - b.attention_mask.shape[1])) for b in batches]
-    return TokenBatch(torch.cat(ids), torch.cat(masks))
