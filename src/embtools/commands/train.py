@@ -8,13 +8,23 @@ from pathlib import Path
 
 import click
 
-from embtools.cli import EmbtoolsCommand, common_options, info, input_options
+from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
+from embtools.command_runner import RecordRun, record_command
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
-from embtools.records.jsonl import reject_sink, skipped_summary
+from embtools.errors import EmbtoolsError
+from embtools.train.data import parse_source
+from embtools.train.deepspeed_configs import BUNDLED
+
+
+def _deepspeed_name(value: str) -> str:
+    if value not in BUNDLED and not Path(value).is_file():
+        raise EmbtoolsError(f"--deepspeed {value}: not {', '.join(BUNDLED)} or a JSON file")
+    return value
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-train")
-@click.argument("inputs", nargs=-1, metavar="[FILE[:WEIGHT]]...")
+@record_command(reads="own", writes=False)
+@click.argument("inputs", nargs=-1, metavar="[FILE[:WEIGHT]]...", type=ParsedBy(parse_source, "file[:weight]"))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (appears when training is complete).")
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
@@ -60,40 +70,38 @@ from embtools.records.jsonl import reject_sink, skipped_summary
               show_default=True, help="Train with N processes under accelerate launch (GPUs, or CPU with gloo); "
                                       "negatives are gathered across processes.")
 @click.option("--deepspeed", "deepspeed_name", default=None, metavar="zero2|zero3|PATH",
+              type=ParsedBy(_deepspeed_name, "deepspeed"),
               help="DeepSpeed ZeRO with a bundled config or a JSON file. Default: none (plain DDP).")
 @click.option("--merge", is_flag=True, help="Write merged full weights instead of the LoRA adapter.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT folder.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
-@input_options
 @common_options
-def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
+def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
          mini_batch_size, gradient_accumulation_steps, epochs, max_steps, lr, warmup_steps, weight_decay, seed,
          max_length, query_max_length, mixed_precision, gradient_checkpointing, same_task_batches,
          no_mask_false_negatives, save_every, checkpoint_dir, resume, num_processes, deepspeed_name, merge,
-         overwrite, trust_remote_code, skip_invalid, rejects):
+         overwrite, trust_remote_code):
     """Fine-tune MODEL into an embedding model on example records (`instruction`, `query`, `positive`,
     `negative` or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch, `FILE:2` repeats it.
 
     Writes OUTPUT (a PEFT adapter or merged weights, loadable by emb-encode and sentence-transformers) and one
     JSON summary line on stdout.
     """
-    from embtools.train.data import parse_source
-
-    sources = [parse_source(a) for a in inputs or ("-",)]
+    sources = list(inputs) or [parse_source("-")]
+    if batch_size % num_processes:
+        raise click.UsageError(f"--batch-size {batch_size} does not split over --num-processes {num_processes}")
     if (num_processes > 1 or deepspeed_name) and not is_launched():
         if any(s.path is None for s in sources):
             raise click.UsageError("--num-processes and --deepspeed need FILE inputs (every process reads them)")
         sys.exit(launch_command(num_processes, "embtools.commands.train", sys.argv[1:]))
     if gradient_accumulation_steps > 1:
-        info("emb-train: warning: gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees "
-             "only its own examples); raise --batch-size and bound memory with --mini-batch-size instead")
-    config = _config(locals(), sources)
-    with reject_sink(skip_invalid, rejects if is_main_process() else None) as sink:
-        summary = _train(config, sink)
-        if is_main_process():
-            info(f"emb-train: {summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
-                 f"{summary['seconds']} s; wrote {output}" + skipped_summary(sink))
-            click.echo(json.dumps(summary))
+        warning("gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees only its own "
+                "examples); raise --batch-size and bound memory with --mini-batch-size instead")
+    summary = _train(_config(locals(), sources), run.input_rejects)
+    run.summarize(f"{summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
+                  f"{summary['seconds']} s; wrote {output}")
+    if is_main_process():
+        click.echo(json.dumps(summary))
 
 
 def _config(options: dict, sources):

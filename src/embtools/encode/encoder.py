@@ -19,8 +19,6 @@ from embtools.models.tokenization import frame_texts, model_max_length, token_fr
 
 log = logging.getLogger("embtools")
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
 
 @dataclass
 class EncodeSettings:

@@ -21,6 +21,7 @@ from embtools.models.builtin import BUILTIN_MODELS, builtin_model_path
 log = logging.getLogger("embtools")
 
 POOLINGS = ("last", "mean", "cls")
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # torch dtypes by name; auto chooses per device
 
 
 @dataclass

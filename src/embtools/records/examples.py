@@ -14,6 +14,7 @@ from embtools.records.jsonl import Record
 
 TASK_TYPES = ("short-long", "long-short", "short-short", "long-long", "sts", "bitext")
 TEXT_FIELDS = ("instruction", "query", "positive")
+DUPLICATE_FIELDS = ("query", "positive")  # the fields whose texts make two examples duplicates, unless told otherwise
 SCHEMA = "schema"
 
 
