@@ -104,7 +104,7 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
     from embtools.filter.language import LanguageSettings
     from embtools.filter.negative_mining import MiningSettings, NegativeMiner
     from embtools.filter.pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
-    from embtools.filter.report import FilterStats, write_report
+    from embtools.filter.report import FilterStats, summary_lines, write_report
 
     started = time.perf_counter()
     settings = FilterSettings(
@@ -129,20 +129,12 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
         kept = miner.mine(kept, run.rejects)
     run.write(stats.counted(kept))
     stats.notes = unchecked_notes(checks)
-    _summarize(stats, run.rejects, miner, time.perf_counter() - started)
+    if miner:
+        info(miner.report())
+    for line in summary_lines(stats, run.rejects.counts, time.perf_counter() - started):
+        info(line)
     if report:
         write_report(stats, run.rejects.counts, report)
-
-
-def _summarize(stats, sink, miner, seconds: float) -> None:
-    if miner is not None:
-        info(miner.report())
-    reasons = ", ".join(f"{reason} {count}" for reason, count in sink.counts.most_common())
-    info(f"{stats.read} examples read, {stats.kept} kept, {sink.total} rejected"
-         + (f" ({reasons})" if reasons else "") + f" in {seconds:.1f} s")
-    if stats.notes:
-        info("not checked: " + ", ".join(f"{k} {v}" for k, v in stats.notes.most_common()))
-
 
 if __name__ == "__main__":
     main()
