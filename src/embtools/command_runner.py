@@ -138,7 +138,7 @@ def _record_options(reads: str | None, writes: bool, rejects_flag: str, rejects_
     if reads:
         options.append(click.option("--skip-invalid", is_flag=True, envvar="EMBTOOLS_SKIP_INVALID",
                                     help="Skip bad input records (counted on stderr) instead of stopping at the "
-                                         "first. Default: stop."))
+                                         "first. Default: stop. Env: EMBTOOLS_SKIP_INVALID."))
         options.append(click.option(rejects_flag, "rejects", type=click.Path(dir_okay=False), default=None,
                                     help=rejects_help))
     return options

@@ -33,7 +33,8 @@ EXAMPLE_COMPLETION_GUESS = 500  # a query and two documents of a few hundred wor
 @click.option("-n", "--num-examples", type=click.IntRange(min=0), default=None,
               help="With --task-type: examples to generate (required). With task records: use only the first N "
                    "tasks (of this shard). Default: all tasks.")
-@click.option("--languages", default=None, envvar="EMBTOOLS_LANGUAGES", type=ParsedBy(parse_languages, "languages"),
+@click.option("--languages", default=None, envvar="EMBTOOLS_LANGUAGES", metavar="LANG[:WEIGHT],...",
+              type=ParsedBy(parse_languages, "languages"),
               help="Restrict {language} to these ISO codes or names (`en,de,ja`, default weights renormalized) or "
                    "reweight them (`en:3,de:1`). Default: all 100 XLM-R languages, English 43%, the others by "
                    "CC-100 size ** 0.7.")
