@@ -231,7 +231,7 @@ def test_a_failed_run_leaves_no_output_and_no_temporary(home, name):
     args, target = failing_run(name, home)
     with failing_server_after(1) as server:
         extra = ["--base-url", server.url] if name in ("emb-brainstorm", "emb-generate") else []
-        code, out, err = invoke(name, ["-q", *args, *extra, "-o", target])
+        code, out, err = invoke(name, [*args, *extra, "-o", target, "-q"])
         written = len(server.completions())
     assert code == 1, err
     one_error_line(name, err)

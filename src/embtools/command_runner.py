@@ -82,7 +82,10 @@ class RecordRun:
     def read(self, validate: Validator | None = None, source: str | None = None) -> Iterator[Record]:
         """Validated records of FILE (or `source`), stdin for none or `-`. The file is opened now, so a missing one
         fails before a model loads; its records are read as they are asked for."""
-        stream = open_input(source if source is not None else self.source)
+        path = source if source is not None else self.source
+        stream = open_input(path)
+        if path not in (None, "-"):
+            self._stack.callback(stream.close)  # also when the run stops before reading it (read_records closes too)
         return read_records(stream, validate, rejects=self.input_rejects)
 
     @property
