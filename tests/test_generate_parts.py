@@ -10,16 +10,12 @@ import pytest
 from embtools.errors import EmbtoolsError
 from embtools.generate.answer_parsing import OutputRejected, parse_json_object, parse_string_list
 from embtools.generate.chat_request import ChatRequest, ChatResult
+from embtools.generate.jobs import SamplingSettings, example_record, task_jobs
 from embtools.generate.placeholders import VALUE_SETS, PlaceholderSampler, default_language_weights, parse_languages
-from embtools.generate.prompt_templates import (
-    BRAINSTORM_TEMPLATES,
-    FIELD_MAPPINGS,
-    GENERATE_TEMPLATES,
-    ONE_STEP_TYPES,
-    TASK_TYPES,
-    TWO_STEP_TYPES,
-)
+from embtools.generate.prompt_templates import BRAINSTORM_TEMPLATES, FIELD_MAPPINGS, GENERATE_TEMPLATES
 from embtools.generate.response_cache import ResponseCache
+from embtools.instructions import ONE_STEP_TYPES, TASK_TYPES, TWO_STEP_TYPES
+from embtools.records.examples import example_problem
 
 DRAWS = 3000
 
@@ -189,3 +185,14 @@ def test_one_step_groups_have_fixed_instructions():
     assert FIELD_MAPPINGS["bitext"].instruction == "Retrieve parallel sentences."
     assert all(FIELD_MAPPINGS[t].instruction is None for t in TWO_STEP_TYPES)
     assert set(ONE_STEP_TYPES) == {"sts", "bitext"}
+
+
+def test_generated_examples_pass_the_one_example_check_or_are_rejected():
+    sampler, settings = PlaceholderSampler(0, parse_languages("en")), SamplingSettings("m")
+    answer = ChatResult('{"input": "how tall is the tower", "positive_document": "The tower is 300 m tall."}', "stop")
+    task = {"id": "t1", "task_type": "short-short", "task": "Given a question, retrieve its answer"}
+    record = example_record(next(task_jobs([task], sampler, settings)), answer)
+    assert example_problem(record) is None and example_problem(record, for_training=True) is None
+    with pytest.raises(OutputRejected) as rejected:
+        example_record(next(task_jobs([{**task, "id": 1.5}], sampler, settings)), answer)
+    assert (rejected.value.reason, rejected.value.detail) == ("schema", 'field "id" must be a string or an integer')

@@ -23,8 +23,9 @@ from embtools.errors import EmbtoolsError, InputError
 from embtools.generate.answer_parsing import OutputRejected, parse_json_object, parse_string_list
 from embtools.generate.jobs import validate_task_record
 from embtools.index.embedding_checks import EmbeddingChecker
+from embtools.instructions import TASK_TYPES
 from embtools.records.embeddings import decode_vector
-from embtools.records.examples import TASK_TYPES, schema_problem
+from embtools.records.examples import schema_problem
 from embtools.records.jsonl import MAX_NESTING, RejectSink, read_records
 from embtools.train.data import validate_example
 

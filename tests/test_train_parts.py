@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from embtools.errors import InputError
-from embtools.train.data import TrainingExample, epoch_batches, parse_source, text_key, to_example, validate_example
+from embtools.records.text_keys import signed_key_digest
+from embtools.train.data import TrainingExample, epoch_batches, parse_source, to_example, validate_example
 from embtools.train.grad_cache import grad_cache_backward, plain_backward
 from embtools.train.infonce_loss import BatchKeys, InfoNCELoss
 from embtools.train.text_batches import TokenBatch
@@ -58,12 +59,12 @@ def test_epoch_order_is_seeded_weighted_and_drops_partial_batches():
 
 
 def test_text_keys_ignore_case_and_spacing():
-    assert text_key("The  Cat\n") == text_key("the cat") != text_key("the cats")
+    assert signed_key_digest("The  Cat\n") == signed_key_digest("the cat") != signed_key_digest("the cats")
 
 
 def _keys(queries, positives, negatives=None):
     negatives = negatives or [None] * len(queries)
-    ids = lambda texts: torch.tensor([text_key(t) if t else -1 for t in texts])  # noqa: E731
+    ids = lambda texts: torch.tensor([signed_key_digest(t) if t else -1 for t in texts])  # noqa: E731
     return BatchKeys(ids(queries), ids(positives), ids(negatives), torch.tensor([n is not None for n in negatives]))
 
 

@@ -1,14 +1,25 @@
-"""E5 instructions: the one place the query template and the known task instructions live."""
+"""E5 task types and instructions: the one place the query template, the six task types and the known task
+instructions live."""
 
 from __future__ import annotations
 
 QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
 
+# The paper's six groups of synthetic data (the `task_type` of task and example records).
+TASK_TYPES = ("short-long", "long-short", "short-short", "long-long", "sts", "bitext")
+TWO_STEP_TYPES = TASK_TYPES[:4]  # brainstorm first, then one example per task
+ONE_STEP_TYPES = TASK_TYPES[4:]  # no brainstorm step
+
+# The fixed instructions of the two symmetric groups (paper, Table 16); STS_INSTRUCTION is also the one E5-mistral
+# uses for every MTEB STS task (Table 13).
+STS_INSTRUCTION = "Retrieve semantically similar text."
+BITEXT_INSTRUCTION = "Retrieve parallel sentences."
+
 # Task instructions used by E5-mistral for MTEB (paper, Table 13; the same strings as mteb's E5 prompts).
 TASK_INSTRUCTIONS = {
     "SciFact": "Given a scientific claim, retrieve documents that support or refute the claim",
-    "STSBenchmark": "Retrieve semantically similar text.",
-    "STS": "Retrieve semantically similar text.",
+    "STSBenchmark": STS_INSTRUCTION,
+    "STS": STS_INSTRUCTION,
 }
 
 

@@ -5,107 +5,149 @@ Appendix A, Table 6, as transcribed in mayhewsw/multilingual-data-stats `cc-100/
 the Swedish and Ukrainian rows corrected as the authors confirmed (see ../shared/reference/xlmr-languages.md).
 Two rows are Burmese (one is the Zawgyi-font variant), both Chinese rows have code `zh`, and the five romanized
 variants have no code (`-`): match those by name.
+
+This table is the one place the list lives: emb-generate samples `{language}` from it (weighted by size) and
+emb-filter's language check maps the sampled names to the ISO codes its identifier answers with.
 """
 
-XLMR_LANGUAGES: tuple[tuple[str, str, float], ...] = (  # (iso code, name, CC-100 size in GiB)
-    ("en", "English", 300.8),
-    ("vi", "Vietnamese", 137.3),
-    ("ru", "Russian", 278),
-    ("id", "Indonesian", 148.3),
-    ("fa", "Persian", 111.6),
-    ("sv", "Swedish", 85),
-    ("ro", "Romanian", 61.4),
-    ("de", "German", 66.6),
-    ("fr", "French", 56.8),
-    ("es", "Spanish", 53.3),
-    ("no", "Norwegian", 49),
-    ("pt", "Portuguese", 49.1),
-    ("da", "Danish", 45.6),
-    ("hu", "Hungarian", 58.4),
-    ("uk", "Ukrainian", 84.6),
-    ("fi", "Finnish", 54.3),
-    ("pl", "Polish", 44.6),
-    ("ko", "Korean", 54.2),
-    ("bg", "Bulgarian", 57.5),
-    ("nl", "Dutch", 29.3),
-    ("it", "Italian", 30.2),
-    ("el", "Greek", 46.9),
-    ("sk", "Slovak", 23.2),
-    ("he", "Hebrew", 31.6),
-    ("hr", "Croatian", 20.5),
-    ("ar", "Arabic", 28),
-    ("tr", "Turkish", 20.9),
-    ("cs", "Czech", 16.3),
-    ("lt", "Lithuanian", 13.7),
-    ("th", "Thai", 71.7),
-    ("ca", "Catalan", 10.1),
-    ("hi", "Hindi", 20.2),
-    ("sl", "Slovenian", 10.3),
-    ("ms", "Malay", 8.5),
-    ("lv", "Latvian", 8.8),
-    ("sq", "Albanian", 5.4),
-    ("et", "Estonian", 6.1),
-    ("sr", "Serbian", 9.1),
-    ("az", "Azerbaijani", 6.5),
-    ("ur", "Urdu", 5.7),
-    ("ta", "Tamil", 12.2),
-    ("tl", "Filipino", 3.1),
-    ("ja", "Japanese", 69.3),
-    ("bn", "Bengali", 8.4),
-    ("is", "Icelandic", 3.2),
-    ("gl", "Galician", 2.9),
-    ("kk", "Kazakh", 6.4),
-    ("ka", "Georgian", 9.1),
-    ("mk", "Macedonian", 4.8),
-    ("hy", "Armenian", 5.5),
-    ("la", "Latin", 2.5),
-    ("be", "Belarusian", 4.3),
-    ("ml", "Malayalam", 7.6),
-    ("sw", "Swahili", 1.6),
-    ("eu", "Basque", 2),
-    ("zh", "Chinese (Simplified)", 46.9),
-    ("te", "Telugu", 4.7),
-    ("mn", "Mongolian", 3),
-    ("si", "Sinhala", 3.6),
-    ("af", "Afrikaans", 1.3),
-    ("ne", "Nepali", 3.8),
-    ("zh", "Chinese (Traditional)", 16.6),
-    ("mr", "Marathi", 2.8),
-    ("kn", "Kannada", 3.3),
-    ("eo", "Esperanto", 0.9),
-    ("cy", "Welsh", 0.8),
-    ("gu", "Gujarati", 1.9),
-    ("ps", "Pashto", 0.7),
-    ("ky", "Kyrgyz", 1.2),
-    ("uz", "Uzbek", 0.7),
-    ("-", "Hindi Romanized", 0.5),
-    ("ga", "Irish", 0.5),
-    ("-", "Urdu Romanized", 0.5),
-    ("-", "Bengali Romanized", 0.5),
-    ("am", "Amharic", 0.8),
-    ("pa", "Punjabi", 0.8),
-    ("ku", "Kurdish (Kurmanji)", 0.4),
-    ("so", "Somali", 0.4),
-    ("ha", "Hausa", 0.3),
-    ("my", "Burmese", 1.6),
-    ("sd", "Sindhi", 0.4),
-    ("-", "Telugu Romanized", 0.3),
-    ("km", "Khmer", 1.5),
-    ("or", "Oriya", 0.6),
-    ("-", "Tamil Romanized", 0.3),
-    ("yi", "Yiddish", 0.3),
-    ("fy", "Western Frisian", 0.2),
-    ("ug", "Uyghur", 0.4),
-    ("mg", "Malagasy", 0.2),
-    ("jv", "Javanese", 0.2),
-    ("gd", "Scottish Gaelic", 0.1),
-    ("lo", "Lao", 0.6),
-    ("sa", "Sanskrit", 0.3),
-    ("br", "Breton", 0.1),
-    ("my", "Burmese", 0.4),
-    ("bs", "Bosnian", 0.1),
-    ("xh", "Xhosa", 0.1),
-    ("su", "Sundanese", 0.1),
-    ("om", "Oromo", 0.1),
-    ("as", "Assamese", 0.1),
+from __future__ import annotations
+
+from collections import Counter
+from typing import NamedTuple
+
+ROMANIZED = "-"  # the code of the five romanized variants, which have none
+
+
+class Language(NamedTuple):
+    name: str
+    iso: str  # ISO 639-1, or ROMANIZED
+    gib: float  # CC-100 data size in GiB
+
+
+XLMR_LANGUAGES: tuple[Language, ...] = (
+    Language("English", "en", 300.8),
+    Language("Vietnamese", "vi", 137.3),
+    Language("Russian", "ru", 278),
+    Language("Indonesian", "id", 148.3),
+    Language("Persian", "fa", 111.6),
+    Language("Swedish", "sv", 85),
+    Language("Romanian", "ro", 61.4),
+    Language("German", "de", 66.6),
+    Language("French", "fr", 56.8),
+    Language("Spanish", "es", 53.3),
+    Language("Norwegian", "no", 49),
+    Language("Portuguese", "pt", 49.1),
+    Language("Danish", "da", 45.6),
+    Language("Hungarian", "hu", 58.4),
+    Language("Ukrainian", "uk", 84.6),
+    Language("Finnish", "fi", 54.3),
+    Language("Polish", "pl", 44.6),
+    Language("Korean", "ko", 54.2),
+    Language("Bulgarian", "bg", 57.5),
+    Language("Dutch", "nl", 29.3),
+    Language("Italian", "it", 30.2),
+    Language("Greek", "el", 46.9),
+    Language("Slovak", "sk", 23.2),
+    Language("Hebrew", "he", 31.6),
+    Language("Croatian", "hr", 20.5),
+    Language("Arabic", "ar", 28),
+    Language("Turkish", "tr", 20.9),
+    Language("Czech", "cs", 16.3),
+    Language("Lithuanian", "lt", 13.7),
+    Language("Thai", "th", 71.7),
+    Language("Catalan", "ca", 10.1),
+    Language("Hindi", "hi", 20.2),
+    Language("Slovenian", "sl", 10.3),
+    Language("Malay", "ms", 8.5),
+    Language("Latvian", "lv", 8.8),
+    Language("Albanian", "sq", 5.4),
+    Language("Estonian", "et", 6.1),
+    Language("Serbian", "sr", 9.1),
+    Language("Azerbaijani", "az", 6.5),
+    Language("Urdu", "ur", 5.7),
+    Language("Tamil", "ta", 12.2),
+    Language("Filipino", "tl", 3.1),
+    Language("Japanese", "ja", 69.3),
+    Language("Bengali", "bn", 8.4),
+    Language("Icelandic", "is", 3.2),
+    Language("Galician", "gl", 2.9),
+    Language("Kazakh", "kk", 6.4),
+    Language("Georgian", "ka", 9.1),
+    Language("Macedonian", "mk", 4.8),
+    Language("Armenian", "hy", 5.5),
+    Language("Latin", "la", 2.5),
+    Language("Belarusian", "be", 4.3),
+    Language("Malayalam", "ml", 7.6),
+    Language("Swahili", "sw", 1.6),
+    Language("Basque", "eu", 2),
+    Language("Chinese (Simplified)", "zh", 46.9),
+    Language("Telugu", "te", 4.7),
+    Language("Mongolian", "mn", 3),
+    Language("Sinhala", "si", 3.6),
+    Language("Afrikaans", "af", 1.3),
+    Language("Nepali", "ne", 3.8),
+    Language("Chinese (Traditional)", "zh", 16.6),
+    Language("Marathi", "mr", 2.8),
+    Language("Kannada", "kn", 3.3),
+    Language("Esperanto", "eo", 0.9),
+    Language("Welsh", "cy", 0.8),
+    Language("Gujarati", "gu", 1.9),
+    Language("Pashto", "ps", 0.7),
+    Language("Kyrgyz", "ky", 1.2),
+    Language("Uzbek", "uz", 0.7),
+    Language("Hindi Romanized", "-", 0.5),
+    Language("Irish", "ga", 0.5),
+    Language("Urdu Romanized", "-", 0.5),
+    Language("Bengali Romanized", "-", 0.5),
+    Language("Amharic", "am", 0.8),
+    Language("Punjabi", "pa", 0.8),
+    Language("Kurdish (Kurmanji)", "ku", 0.4),
+    Language("Somali", "so", 0.4),
+    Language("Hausa", "ha", 0.3),
+    Language("Burmese", "my", 1.6),
+    Language("Sindhi", "sd", 0.4),
+    Language("Telugu Romanized", "-", 0.3),
+    Language("Khmer", "km", 1.5),
+    Language("Oriya", "or", 0.6),
+    Language("Tamil Romanized", "-", 0.3),
+    Language("Yiddish", "yi", 0.3),
+    Language("Western Frisian", "fy", 0.2),
+    Language("Uyghur", "ug", 0.4),
+    Language("Malagasy", "mg", 0.2),
+    Language("Javanese", "jv", 0.2),
+    Language("Scottish Gaelic", "gd", 0.1),
+    Language("Lao", "lo", 0.6),
+    Language("Sanskrit", "sa", 0.3),
+    Language("Breton", "br", 0.1),
+    Language("Burmese", "my", 0.4),
+    Language("Bosnian", "bs", 0.1),
+    Language("Xhosa", "xh", 0.1),
+    Language("Sundanese", "su", 0.1),
+    Language("Oromo", "om", 0.1),
+    Language("Assamese", "as", 0.1),
 )
+
+# name -> ISO code, the romanized variants left out (no identifier tells them from their script's language)
+ISO_BY_NAME = {lang.name: lang.iso for lang in XLMR_LANGUAGES if lang.iso != ROMANIZED}
+_ISO_BY_LOWER = {**{iso: iso for iso in ISO_BY_NAME.values()}, **{n.lower(): iso for n, iso in ISO_BY_NAME.items()}}
+
+
+def cc100_sizes() -> Counter[str]:
+    """Language name -> CC-100 GiB; the two Burmese rows count as one language."""
+    sizes: Counter[str] = Counter()
+    for lang in XLMR_LANGUAGES:
+        sizes[lang.name] += lang.gib
+    return sizes
+
+
+def names_matching(token: str) -> set[str]:
+    """The names a user's token means: its name or its ISO code, case-insensitive (`zh` names both Chinese rows)."""
+    wanted = token.strip().lower()
+    return {lang.name for lang in XLMR_LANGUAGES if wanted in (lang.iso.lower(), lang.name.lower())}
+
+
+def iso_code(value) -> str | None:
+    """The ISO code of a language name or code ("English", "english", "en"); None when unknown or romanized."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return _ISO_BY_LOWER.get(value.strip().lower())

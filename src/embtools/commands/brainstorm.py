@@ -17,7 +17,7 @@ from embtools.generate.generation_run import (
 )
 from embtools.generate.job_runner import Budget
 from embtools.generate.jobs import SamplingSettings, brainstorm_jobs, task_records
-from embtools.generate.prompt_templates import TWO_STEP_TYPES
+from embtools.instructions import TWO_STEP_TYPES
 
 BRAINSTORM_COMPLETION_GUESS = 600  # about 20 one-sentence tasks
 

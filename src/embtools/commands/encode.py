@@ -14,6 +14,7 @@ from embtools.cli import EmbtoolsCommand, common_options, warning
 from embtools.command_runner import RecordRun, record_command
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
+from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import DTYPES, POOLINGS
 from embtools.records.embeddings import ENCODINGS
 from embtools.records.jsonl import open_input
@@ -23,7 +24,7 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 
 @click.command(cls=EmbtoolsCommand, name="emb-encode")
 @record_command(reads="file")
-@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id. "
                    "Env: EMBTOOLS_MODEL.")
 @click.option("--instruction", default=None,

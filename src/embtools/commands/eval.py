@@ -9,6 +9,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.command_runner import RecordRun, record_command
+from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import DTYPES, POOLINGS
 
 if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
 @click.command(cls=EmbtoolsCommand, name="emb-eval")
 @record_command(reads=None)
 @click.argument("data", nargs=-1, required=True)
-@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id.")
 @click.option("--instruction", default=None,
               help="E5 instruction for every DATA (queries only for retrieval; every text otherwise). "

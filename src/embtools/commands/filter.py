@@ -9,6 +9,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.command_runner import RecordRun, record_command
+from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.models.loading import DTYPES
 from embtools.records.examples import DUPLICATE_FIELDS, TEXT_FIELDS
 
@@ -74,7 +75,7 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
               help="Also read an STS file's pairs scoring at least --min-score as sts examples; repeatable.")
 @click.option("--min-score", type=float, default=4.0, show_default=True, help="Lowest STS score --from-sts keeps.")
 @click.option("--mine-negatives", is_flag=True, help="Fill missing negatives by mining with --model. Default: off.")
-@click.option("-m", "--model", envvar="EMBTOOLS_MINING_MODEL", default="minilm-l6", show_default=True,
+@click.option("-m", "--model", envvar="EMBTOOLS_MINING_MODEL", default=DEFAULT_MINING_MODEL, show_default=True,
               help="Embedding model for mining: built-in name or folder. Env: EMBTOOLS_MINING_MODEL.")
 @click.option("--negative-ranks", default="10-100", show_default=True, callback=_ranks,
               help="Rank window FIRST-LAST negatives are picked from.")

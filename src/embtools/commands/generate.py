@@ -21,7 +21,7 @@ from embtools.generate.generation_run import (
 from embtools.generate.job_runner import Budget
 from embtools.generate.jobs import SamplingSettings, example_records, symmetric_jobs, task_jobs, validate_task_record
 from embtools.generate.placeholders import PlaceholderSampler, parse_languages
-from embtools.generate.prompt_templates import ONE_STEP_TYPES
+from embtools.instructions import ONE_STEP_TYPES
 
 EXAMPLE_COMPLETION_GUESS = 500  # a query and two documents of a few hundred words
 

@@ -12,6 +12,7 @@ from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
 from embtools.command_runner import RecordRun, record_command
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
+from embtools.models.builtin import DEFAULT_MODEL
 from embtools.train.data import parse_source
 from embtools.train.deepspeed_configs import BUNDLED
 
@@ -27,7 +28,7 @@ def _deepspeed_name(value: str) -> str:
 @click.argument("inputs", nargs=-1, metavar="[FILE[:WEIGHT]]...", type=ParsedBy(parse_source, "file[:weight]"))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (appears when training is complete).")
-@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default="smollm2-135m", show_default=True,
+@click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Base model: built-in name, HF folder or cached hub id. Env: EMBTOOLS_MODEL.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank (paper: 16).")
 @click.option("--lora-alpha", type=float, default=32.0, show_default=True, help="LoRA alpha (e5-mistral's adapter).")

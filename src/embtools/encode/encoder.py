@@ -15,7 +15,7 @@ from embtools.encode.batching import token_budget_batches
 from embtools.errors import EmbtoolsError
 from embtools.models.loading import POOLINGS, ModelSpec, inspect_model, load_model
 from embtools.models.pooling import pool
-from embtools.models.tokenization import frame_texts, model_max_length, token_framing
+from embtools.models.tokenization import frame_texts, model_max_length, pad_right, token_framing
 
 log = logging.getLogger("embtools")
 
@@ -117,12 +117,5 @@ class Encoder:
 
     def _pad(self, batch_ids: list[list[int]]):
         """Right padding: the pooled position is each row's last real token."""
-        import torch
-
-        width = max(len(x) for x in batch_ids)
-        input_ids = torch.full((len(batch_ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
-        for row, ids in enumerate(batch_ids):
-            input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            mask[row, :len(ids)] = 1
+        input_ids, mask = pad_right(batch_ids, self.pad_id)
         return input_ids.to(self.device), mask.to(self.device)

@@ -22,10 +22,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from embtools.errors import EmbtoolsError
-from embtools.instructions import document_text
-from embtools.records.datasets import detect, load_qrels
+from embtools.records.datasets import (
+    TRAIN,
+    detect,
+    judged_texts,
+    labelled_records,
+    load_qrels,
+    qrels_file,
+    sts_pairs,
+)
 from embtools.records.examples import text
-from embtools.records.jsonl import Record, read_records
+from embtools.records.jsonl import Record
 from embtools.records.text_keys import key_digest, token_hashes
 
 EXACT, NGRAM = "contaminated-exact", "contaminated-ngram"
@@ -55,30 +62,23 @@ def evaluation_texts(path: Path, split: str) -> Iterator[str]:
     """The texts of one evaluation source, streamed (a BEIR corpus is read once, keeping only judged documents)."""
     source = detect(str(path))
     if source.kind == "sts":
-        for record in read_records(path):
-            yield from (record[k] for k in ("sentence1", "sentence2") if isinstance(record.get(k), str))
+        for pair in sts_pairs(path):
+            yield from (pair["sentence1"], pair["sentence2"])
     elif source.kind == "retrieval":
-        yield from _beir_texts(Path(path), split)
+        yield from _judged_texts(Path(path), split)
     elif source.kind == "classification":
         for file in sorted(Path(path).glob("*.jsonl")):
-            if file.name != "train.jsonl":
-                yield from (r["text"] for r in read_records(file) if isinstance(r.get("text"), str))
+            if file.name != TRAIN:
+                yield from (record["text"] for record in labelled_records(file))
     else:
         raise EmbtoolsError(f"--decontaminate {path}: only STS files, BEIR folders and classification folders")
 
 
-def _beir_texts(folder: Path, split: str) -> Iterator[str]:
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    if not qrels_path.is_file():
-        raise EmbtoolsError(f"--decontaminate {folder}: no qrels/{split}.tsv (choose another --decontaminate-split)")
-    qrels = load_qrels(qrels_path)
-    judged = {doc for docs in qrels.values() for doc in docs}
-    for record in read_records(folder / "queries.jsonl"):
-        if str(record.get("_id", record.get("id"))) in qrels and isinstance(record.get("text"), str):
-            yield record["text"]
-    for record in read_records(folder / "corpus.jsonl"):
-        if str(record.get("_id", record.get("id"))) in judged and isinstance(record.get("text"), str):
-            yield document_text(record["text"], record.get("title"))
+def _judged_texts(folder: Path, split: str) -> Iterator[str]:
+    """The queries of qrels/<split>.tsv and every document judged there."""
+    queries, documents = judged_texts(folder, load_qrels(qrels_file(folder, split, option="--decontaminate-split")))
+    yield from queries.values()
+    yield from documents.values()
 
 
 class ContaminationIndex:

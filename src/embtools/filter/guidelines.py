@@ -129,16 +129,10 @@ class GuidelineCheck:
         return None
 
     def _same_s2_s3(self, record: Record) -> str | None:
-        if record.get("negative") is not None and match_key(text(record, "positive")) == match_key(
-                text(record, "negative")):
-            return f"{SAME_S2_S3}: S2 and S3 are the same text"
-        return None
+        return f"{SAME_S2_S3}: S2 and S3 are the same text" if _negative_is_positive(record) else None
 
     def _same_labels(self, record: Record) -> str | None:
-        if record.get("negative") is not None and match_key(text(record, "positive")) == match_key(
-                text(record, "negative")):
-            return f"{SAME_LABELS}: label and misleading label are the same"
-        return None
+        return f"{SAME_LABELS}: label and misleading label are the same" if _negative_is_positive(record) else None
 
     def _label_in_input(self, record: Record) -> str | None:
         input_text = text(record, "query").casefold()
@@ -161,6 +155,12 @@ class GuidelineCheck:
             if key and key in match_key(text(record, "positive")):
                 return f"{QUERY_COPIED}: the query appears verbatim in the positive"
         return self._query_equals_positive(record)
+
+
+def _negative_is_positive(record: Record) -> bool:
+    """The record has a negative, and it is the same text as its positive."""
+    return record.get("negative") is not None and match_key(text(record, "positive")) == match_key(
+        text(record, "negative"))
 
 
 @lru_cache(maxsize=4096)

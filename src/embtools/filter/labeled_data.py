@@ -6,7 +6,8 @@
   dataset (SciFact), else an error asking for one.
 - An STS file (`sentence1`, `sentence2`, `score`): one `sts` example per pair scoring at least `min_score`
   (default 4.0 of 5), with the paper's STS instruction.
-Ids are `<dataset>-<split>-<query id>-<doc id>` and `<file stem>-<line>`; `meta.source` says where each came from.
+Ids are `<dataset>-<split>-<query id>-<doc id>` and `<dataset>-<file stem>-<pair number>`; `meta.source` says where
+each came from.
 Only the judged documents of a corpus are held in memory, never the whole corpus.
 """
 
@@ -16,16 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from embtools.errors import EmbtoolsError
-from embtools.instructions import TASK_INSTRUCTIONS, document_text
-from embtools.records.datasets import load_qrels, task_name_for
-from embtools.records.jsonl import Record, read_records
+from embtools.instructions import STS_INSTRUCTION, TASK_INSTRUCTIONS
+from embtools.records.datasets import judged_texts, load_qrels, qrels_file, sts_pairs, task_name_for
+from embtools.records.jsonl import Record
 
-STS_INSTRUCTION = "Retrieve semantically similar text."
 DEFAULT_MIN_SCORE = 4.0
-
-
-def _beir_id(record: Record) -> str:
-    return str(record.get("_id", record.get("id")))
 
 
 def beir_instruction(folder: Path, instruction: str | None) -> str:
@@ -41,15 +37,10 @@ def beir_examples(folder: Path, split: str = "train", instruction: str | None = 
                   language: str = "English") -> Iterator[Record]:
     """Example records from the positive judgements of a BEIR folder's qrels/<split>.tsv, in qrels order."""
     folder = Path(folder)
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    if not qrels_path.is_file():
-        raise EmbtoolsError(f"--from-beir {folder}: no qrels/{split}.tsv")
+    qrels_path = qrels_file(folder, split)
     instruction = beir_instruction(folder, instruction)
     qrels = {q: [d for d, rel in docs.items() if rel > 0] for q, docs in load_qrels(qrels_path).items()}
-    judged = {doc for docs in qrels.values() for doc in docs}
-    queries = {_beir_id(r): r["text"] for r in read_records(folder / "queries.jsonl") if _beir_id(r) in qrels}
-    documents = {_beir_id(r): document_text(r["text"], r.get("title"))
-                 for r in read_records(folder / "corpus.jsonl") if _beir_id(r) in judged}
+    queries, documents = judged_texts(folder, qrels)
     name = task_name_for(folder)
     for query_id, docs in qrels.items():
         for doc_id in docs:
@@ -66,12 +57,9 @@ def sts_examples(path: Path, min_score: float = DEFAULT_MIN_SCORE, instruction: 
     """Example records from the pairs of an STS file that score at least `min_score`, in file order."""
     path = Path(path)
     stem = path.name.split(".")[0]
-    for line, record in enumerate(read_records(path), start=1):
-        score = record.get("score")
-        if not isinstance(score, (int, float)) or isinstance(score, bool):
-            raise EmbtoolsError(f"--from-sts {path}: record {line}: field \"score\" must be a number")
-        if score >= min_score:
-            yield {"id": f"{task_name_for(path)}-{stem}-{line}", "task_type": "sts", "instruction": instruction,
-                   "query": record.get("sentence1"), "positive": record.get("sentence2"), "negative": None,
+    for number, pair in enumerate(sts_pairs(path), start=1):
+        if pair["score"] >= min_score:
+            yield {"id": f"{task_name_for(path)}-{stem}-{number}", "task_type": "sts", "instruction": instruction,
+                   "query": pair["sentence1"], "positive": pair["sentence2"], "negative": None,
                    "language": language,
-                   "meta": {"source": {"dataset": task_name_for(path), "path": str(path), "score": score}}}
+                   "meta": {"source": {"dataset": task_name_for(path), "path": str(path), "score": pair["score"]}}}

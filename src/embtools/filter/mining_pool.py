@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from embtools.errors import EmbtoolsError
-from embtools.instructions import document_text
-from embtools.records.jsonl import read_records
+from embtools.records.datasets import CORPUS, beir_texts
 from embtools.records.text_keys import key_digest
 
 
@@ -54,11 +53,10 @@ class TextPool:
 
 
 def candidate_texts(path: Path) -> Iterator[str]:
-    """Texts of a negatives source: a BEIR folder's corpus, or a JSONL file of text records."""
+    """Texts of a negatives source: a BEIR folder's corpus, or a JSONL file of text records (read alike: an id,
+    a `text` string, an optional `title`); empty texts are passed over."""
     path = Path(path)
-    corpus = path / "corpus.jsonl" if path.is_dir() else path
+    corpus = path / CORPUS if path.is_dir() else path
     if not corpus.is_file():
         raise EmbtoolsError(f"--negatives-from {path}: expected a BEIR folder (corpus.jsonl) or a JSONL text file")
-    for record in read_records(corpus):
-        if isinstance(record.get("text"), str) and record["text"].strip():
-            yield document_text(record["text"], record.get("title"))
+    yield from (value for _, value in beir_texts(corpus) if value.strip())

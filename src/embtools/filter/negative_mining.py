@@ -25,6 +25,7 @@ import orjson
 
 from embtools.filter.mining_pool import TextPool, candidate_texts
 from embtools.instructions import model_takes_instructions, with_instruction
+from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.records.examples import filter_meta, text
 from embtools.records.jsonl import Record, RejectSink, dump_record
 from embtools.records.text_keys import key_digest
@@ -36,7 +37,7 @@ INCONSISTENT = "inconsistent-negative"
 
 @dataclass
 class MiningSettings:
-    model: str = "minilm-l6"
+    model: str = DEFAULT_MINING_MODEL
     first_rank: int = 10
     last_rank: int = 100
     margin: float = 0.95

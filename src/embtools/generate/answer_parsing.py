@@ -7,7 +7,8 @@ and writes to `--rejects`:
 - `empty_response`: no content at all; `truncated`: unparseable and the model stopped at its token limit;
 - `parse_error`: no JSON object / list could be read; `not_an_object` / `not_a_list`: the wrong JSON type;
 - `missing_key`: a required key is absent; `not_a_string`: a value is not a string; `empty_value`: only whitespace;
-- `empty_list`: a list with no non-empty strings.
+- `empty_list`: a list with no non-empty strings;
+- `schema`: the example record made from the answer fails records.examples.example_problem.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ from embtools.generate.chat_request import ChatResult, Generator
 from embtools.generate.job_runner import Budget, Outcome, RunStats, run_jobs
 from embtools.generate.jobs import Job
 from embtools.generate.response_cache import ResponseCache, default_cache_dir
+from embtools.models.builtin import DEFAULT_MODEL
 from embtools.records.jsonl import Record, RejectSink, dump_record
 
-LOCAL_MODEL = "smollm2-135m"
+LOCAL_MODEL = DEFAULT_MODEL  # the embedded generator, used when no --base-url / OPENAI_BASE_URL is given
 LOCAL_MAX_NEW_TOKENS = 192
 
 

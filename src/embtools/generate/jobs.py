@@ -13,17 +13,17 @@ from typing import Any
 import orjson
 
 from embtools.errors import InputError
-from embtools.generate.answer_parsing import parse_json_object, parse_string_list
+from embtools.generate.answer_parsing import OutputRejected, parse_json_object, parse_string_list
 from embtools.generate.chat_request import ChatRequest, ChatResult, OutputShape
 from embtools.generate.placeholders import PlaceholderSampler, request_seed
 from embtools.generate.prompt_templates import (
     BRAINSTORM_TEMPLATES,
     FIELD_MAPPINGS,
     GENERATE_TEMPLATES,
-    ONE_STEP_TYPES,
-    TWO_STEP_TYPES,
     Template,
 )
+from embtools.instructions import ONE_STEP_TYPES, TWO_STEP_TYPES
+from embtools.records.examples import SCHEMA, example_problem
 from embtools.records.jsonl import Record, require_id, require_string
 
 TASK_FIELDS = ("id", "task_type", "task", "meta")
@@ -131,11 +131,15 @@ def example_record(job: Job, result: ChatResult) -> Record:
     if "meta" in job.source:
         meta["task_meta"] = job.source["meta"]
     passthrough = {k: v for k, v in job.source.items() if k not in TASK_FIELDS}
-    return {**passthrough, "id": job.source["id"], "task_type": job.task_type,
-            "instruction": mapping.instruction or job.placeholders["task"],
-            "query": output[mapping.query], "positive": output[mapping.positive],
-            "negative": output[mapping.negative] if mapping.negative else None,
-            "language": placeholders.get("language") or placeholders.get("src_lang"), "meta": meta}
+    record = {**passthrough, "id": job.source["id"], "task_type": job.task_type,
+              "instruction": mapping.instruction or job.placeholders["task"],
+              "query": output[mapping.query], "positive": output[mapping.positive],
+              "negative": output[mapping.negative] if mapping.negative else None,
+              "language": placeholders.get("language") or placeholders.get("src_lang"), "meta": meta}
+    problem = example_problem(record)  # the same check emb-filter and emb-train make: never write what they refuse
+    if problem:
+        raise OutputRejected(SCHEMA, problem)
+    return record
 
 
 def example_records(job: Job, result: ChatResult) -> list[Record]:

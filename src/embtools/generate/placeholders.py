@@ -14,11 +14,10 @@ example's placeholders do not depend on how many examples came before it, on sha
 from __future__ import annotations
 
 import random
-from collections import Counter
 from dataclasses import dataclass
 
 from embtools.errors import EmbtoolsError
-from embtools.languages import XLMR_LANGUAGES
+from embtools.languages import cc100_sizes, names_matching
 
 ENGLISH_SHARE = 0.43
 SIZE_EXPONENT = 0.7
@@ -50,18 +49,14 @@ VALUE_SETS: dict[str, dict[str, tuple[str, ...]]] = {
 
 def default_language_weights() -> dict[str, float]:
     """Language name -> probability, English pinned at ENGLISH_SHARE, the rest by CC-100 size ** SIZE_EXPONENT."""
-    sizes: Counter[str] = Counter()
-    for _, name, size in XLMR_LANGUAGES:
-        sizes[name] += size  # the two Burmese rows become one language
-    others = {name: size ** SIZE_EXPONENT for name, size in sizes.items() if name != "English"}
+    others = {name: size ** SIZE_EXPONENT for name, size in cc100_sizes().items() if name != "English"}
     total = sum(others.values())
     return {"English": ENGLISH_SHARE, **{name: (1 - ENGLISH_SHARE) * w / total for name, w in others.items()}}
 
 
 def _language_name(token: str) -> str:
     """A language named by ISO code or name (case-insensitive) -> its name in the XLM-R list."""
-    wanted = token.strip().lower()
-    matches = {name for iso, name, _ in XLMR_LANGUAGES if wanted in (iso.lower(), name.lower())}
+    matches = names_matching(token)
     if len(matches) != 1:
         hint = "ambiguous, give the name" if matches else "not in the XLM-R list"
         raise EmbtoolsError(f"--languages: {token.strip()!r} is {hint}")

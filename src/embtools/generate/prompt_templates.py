@@ -13,9 +13,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-TASK_TYPES = ("short-long", "long-short", "short-short", "long-long", "sts", "bitext")
-TWO_STEP_TYPES = TASK_TYPES[:4]  # brainstorm first, then one example per task
-ONE_STEP_TYPES = TASK_TYPES[4:]  # no brainstorm step
+from embtools.instructions import BITEXT_INSTRUCTION, STS_INSTRUCTION
 
 
 @dataclass(frozen=True)
@@ -168,6 +166,6 @@ FIELD_MAPPINGS = {
     "long-short": FieldMapping(("input_text", "label", "misleading_label"), "input_text", "label", "misleading_label"),
     "short-short": FieldMapping(("input", "positive_document"), "input", "positive_document", None),
     "long-long": FieldMapping(("input", "positive_document"), "input", "positive_document", None),
-    "sts": FieldMapping(("S1", "S2", "S3"), "S1", "S2", "S3", "Retrieve semantically similar text."),
-    "bitext": FieldMapping(("S1", "S2", "S3"), "S1", "S2", "S3", "Retrieve parallel sentences."),
+    "sts": FieldMapping(("S1", "S2", "S3"), "S1", "S2", "S3", STS_INSTRUCTION),
+    "bitext": FieldMapping(("S1", "S2", "S3"), "S1", "S2", "S3", BITEXT_INSTRUCTION),
 }

@@ -17,7 +17,6 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 
-import faiss
 import numpy as np
 import orjson
 
@@ -36,6 +35,11 @@ from embtools.index.folder import (
 )
 from embtools.records.atomic import atomic_dir, check_output_dir
 from embtools.records.jsonl import Record
+
+try:
+    import faiss
+except ImportError:  # neither extra (`cpu`: faiss-cpu, `gpu`: faiss-gpu) is installed; require_faiss says so
+    faiss = None
 
 log = logging.getLogger("embtools")
 
@@ -68,8 +72,16 @@ def _faiss_reason(exc: Exception) -> str:
 
 # --- making and filling an index --------------------------------------------------------------------------------
 
+def require_faiss() -> None:
+    """EmbtoolsError (one line from the command) unless a faiss package is installed."""
+    if faiss is None:
+        raise EmbtoolsError("faiss is not installed: pip install 'embtools[cpu]', or 'embtools[gpu]' for faiss-gpu "
+                            "on a CUDA 12 machine (not both: docs/gpu.md)")
+
+
 def require_gpu() -> None:
     """EmbtoolsError unless faiss-gpu is installed and sees a GPU."""
+    require_faiss()
     if not hasattr(faiss, "StandardGpuResources"):
         raise EmbtoolsError("--gpu needs faiss-gpu (pip install 'embtools[gpu]'); the installed faiss is CPU-only")
     if faiss.get_num_gpus() == 0:
@@ -193,6 +205,7 @@ def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT
     `model` defaults to the first record's meta.model. InputError for bad or no input; EmbtoolsError for an
     existing out_dir without `overwrite`, a bad factory string or too few vectors to train on.
     """
+    require_faiss()
     out_dir = Path(out_dir)
     check_output_dir(out_dir, overwrite)
     if gpu:
@@ -221,6 +234,7 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
     Vectors must have the index's dimension and ids must be new. Without `checker` the records are checked here;
     with one, it must have been made by `checker_for_index(index_dir)` and already applied.
     """
+    require_faiss()
     index_dir = Path(index_dir)
     meta = read_meta(index_dir, verify=checker is None)  # checker_for_index verified the folder
     if checker is None:
@@ -281,6 +295,7 @@ class VectorIndex:
     def load(cls, index_dir: Path, *, mmap: bool = True, nprobe: int | None = None, ef_search: int | None = None,
              gpu: bool = False) -> VectorIndex:
         """Open an index folder for search; nprobe / ef_search override the defaults stored in the index."""
+        require_faiss()
         index_dir = Path(index_dir)
         meta = read_meta(index_dir)
         ids = read_ids(index_dir, meta["count"])

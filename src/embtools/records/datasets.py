@@ -1,4 +1,4 @@
-"""emb-eval's DATA arguments: tell their shape apart and load them.
+"""The evaluation data formats: tell a DATA argument's shape apart, and the one reader of each format.
 
 - an STS file: JSONL with `sentence1`, `sentence2`, `score` (the file is the split);
 - a BEIR retrieval folder: `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`),
@@ -6,19 +6,25 @@
 - a classification folder: `train.jsonl` and `<split>.jsonl` with `text` and `label`;
 - `mteb:TaskName`: a task of the installed mteb.
 
-Every loader raises EmbtoolsError with one line naming the file (and the line) at the first bad record.
+Evaluation, labeled data, decontamination and negative mining all read through these functions, so every stage
+checks a record the same way and fails with one line naming the file and the line at the first bad record.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embtools.errors import EmbtoolsError, InputError
 from embtools.instructions import TASK_NAMES_BY_PATH, document_text
 from embtools.records.jsonl import parse_line, read_records, require_string
+
+# The file names of the two folder formats.
+CORPUS, QUERIES, QRELS = "corpus.jsonl", "queries.jsonl", "qrels"
+TRAIN = "train.jsonl"  # a classification folder's training texts; every other file is a split to evaluate
 
 _SPLIT_NAMES = {"train", "dev", "validation", "val", "test"}
 # mteb (and the Hugging Face copies it loads) call the development split "validation".
@@ -87,9 +93,9 @@ def detect(argument: str) -> DataSource:
 
 
 def _folder_kind(path: Path) -> str:
-    if (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file():
+    if (path / CORPUS).is_file() and (path / QUERIES).is_file():
         return "retrieval"
-    if (path / "train.jsonl").is_file():
+    if (path / TRAIN).is_file():
         return "classification"
     raise EmbtoolsError(f"{path}: unknown data folder: expected corpus.jsonl + queries.jsonl + qrels/ (retrieval) "
                         "or train.jsonl + test.jsonl (classification)")
@@ -123,9 +129,14 @@ def _sts_record(record: dict) -> dict:
     return record
 
 
+def sts_pairs(path: Path) -> Iterator[dict]:
+    """The records of an STS file, each checked (`sentence1`, `sentence2` strings, a numeric `score`), streamed."""
+    return _records(path, _sts_record)
+
+
 def load_sts(path: Path) -> StsData:
     """Sentence pairs and gold scores of an STS file."""
-    rows = list(_records(path, _sts_record))
+    rows = list(sts_pairs(path))
     if not rows:
         raise EmbtoolsError(f"{path}: no sentence pairs")
     return StsData([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
@@ -140,10 +151,25 @@ def _beir_record(record: dict) -> dict:
     return record
 
 
-def _beir_texts(path: Path) -> dict[str, str]:
-    """id -> text as the model reads it, in file order."""
-    records = _records(path, _beir_record)
-    return {str(r.get("_id", r.get("id"))): document_text(r["text"], r.get("title")) for r in records}
+def beir_texts(path: Path, wanted: Container[str] | None = None) -> Iterator[tuple[str, str]]:
+    """(id, text as the model reads it: `title text`) of a BEIR corpus or queries file, in file order, streamed.
+
+    Every record is checked, also those not `wanted`; with `wanted`, only the ids in it are yielded (a corpus of
+    millions of documents is never held whole when only its judged documents are needed)."""
+    for record in _records(path, _beir_record):
+        record_id = str(record.get("_id", record.get("id")))
+        if wanted is None or record_id in wanted:
+            yield record_id, document_text(record["text"], record.get("title"))
+
+
+def qrels_file(folder: Path, split: str, option: str = "--split") -> Path:
+    """`qrels/<split>.tsv` of a BEIR folder; an error naming the splits it has (and `option`) when it is missing."""
+    path = folder / QRELS / f"{split}.tsv"
+    if not path.is_file():
+        have = sorted(p.stem for p in (folder / QRELS).glob("*.tsv"))
+        raise EmbtoolsError(f"{path}: no qrels for split {split!r}"
+                            + (f" (this folder has: {', '.join(have)}; choose one with {option})" if have else ""))
+    return path
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -171,16 +197,19 @@ def _add_judgement(qrels: dict[str, dict[str, int]], row: list[str], number: int
 
 def load_retrieval(path: Path, split: str) -> RetrievalData:
     """A BEIR folder's corpus, the queries judged in qrels/<split>.tsv, and those judgements."""
-    qrels_path = path / "qrels" / f"{split}.tsv"
-    if not qrels_path.is_file():
-        have = sorted(p.stem for p in (path / "qrels").glob("*.tsv"))
-        raise EmbtoolsError(f"{qrels_path}: no qrels for split {split!r}"
-                            + (f" (this folder has: {', '.join(have)}; choose one with --split)" if have else ""))
+    qrels_path = qrels_file(path, split)
     qrels = {q: docs for q, docs in load_qrels(qrels_path).items() if docs}
-    queries = {q: text for q, text in _beir_texts(path / "queries.jsonl").items() if q in qrels}
+    queries = dict(beir_texts(path / QUERIES, qrels))
     if not queries:
-        raise EmbtoolsError(f"{qrels_path}: none of its query ids is in {path / 'queries.jsonl'}")
-    return RetrievalData(_beir_texts(path / "corpus.jsonl"), queries, qrels)
+        raise EmbtoolsError(f"{qrels_path}: none of its query ids is in {path / QUERIES}")
+    return RetrievalData(dict(beir_texts(path / CORPUS)), queries, qrels)
+
+
+def judged_texts(folder: Path, qrels: dict[str, Iterable[str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(query id -> text, doc id -> text) of the queries and documents `qrels` names, read from a BEIR folder;
+    the rest of the corpus is checked as it streams past but never held."""
+    judged = {doc for docs in qrels.values() for doc in docs}
+    return dict(beir_texts(folder / QUERIES, qrels)), dict(beir_texts(folder / CORPUS, judged))
 
 
 def _labelled_record(record: dict) -> dict:
@@ -190,16 +219,21 @@ def _labelled_record(record: dict) -> dict:
     return record
 
 
+def labelled_records(path: Path) -> Iterator[dict]:
+    """The records of one file of a classification folder, each checked (a `text` string, a single `label`)."""
+    return _records(path, _labelled_record)
+
+
 def load_classification(path: Path, split: str) -> ClassificationData:
     """Texts and labels of train.jsonl and <split>.jsonl."""
     test_path = path / f"{split}.jsonl"
     if not test_path.is_file():
         raise EmbtoolsError(f"{test_path}: no such file (a classification folder needs train.jsonl and "
                             f"{split}.jsonl; choose the evaluated split with --split)")
-    train = list(_records(path / "train.jsonl", _labelled_record))
-    test = list(_records(test_path, _labelled_record))
+    train = list(labelled_records(path / TRAIN))
+    test = list(labelled_records(test_path))
     if len({r["label"] for r in train}) < 2:
-        raise EmbtoolsError(f"{path / 'train.jsonl'}: needs at least two labels")
+        raise EmbtoolsError(f"{path / TRAIN}: needs at least two labels")
     return ClassificationData([r["text"] for r in train], [r["label"] for r in train],
                               [r["text"] for r in test], [r["label"] for r in test])
 

@@ -2,6 +2,8 @@
 
 An example has `id` (string or integer), `task_type` (one of the paper's six groups), non-empty string `instruction`,
 `query`, `positive`, `negative` (a non-empty string or null), `language` (a string) and `meta` (an object).
+`example_problem` is the one check of that shape: emb-generate runs it on what it writes, emb-filter's schema check
+on what it reads, and emb-train (`for_training`) on the fields training reads.
 Placeholders are read from `meta.placeholders` first and from `meta` itself second, so records from emb-generate
 and hand-written ones both work.
 """
@@ -10,36 +12,56 @@ from __future__ import annotations
 
 from typing import Any
 
+from embtools.instructions import TASK_TYPES
 from embtools.records.jsonl import Record
 
-TASK_TYPES = ("short-long", "long-short", "short-short", "long-long", "sts", "bitext")
 TEXT_FIELDS = ("instruction", "query", "positive")
 DUPLICATE_FIELDS = ("query", "positive")  # the fields whose texts make two examples duplicates, unless told otherwise
 SCHEMA = "schema"
 
 
-def schema_problem(record: Record) -> str | None:
-    """Why the record is not a CONTRACT example (`schema: field "query" is empty`), or None when it is one."""
-    record_id = record.get("id")
-    if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
-        return f'{SCHEMA}: field "id" must be a string or an integer'
-    if record.get("task_type") not in TASK_TYPES:
-        return f'{SCHEMA}: field "task_type" must be one of {", ".join(TASK_TYPES)}'
+def example_problem(record: Record, *, for_training: bool = False) -> str | None:
+    """Why the record is not an example record (`field "query" is empty`), or None when it is one.
+
+    `for_training` checks only what emb-train reads: the texts, where an empty instruction means "no instruction"
+    (hand-written training data may leave out id, task_type, language and meta)."""
+    problem = None if for_training else _identity_problem(record)
     for name in TEXT_FIELDS:
-        if not _non_empty(record.get(name)):
-            return f'{SCHEMA}: field "{name}" must be a non-empty string'
-    negative = record.get("negative")
-    if negative is not None and not _non_empty(negative):
-        return f'{SCHEMA}: field "negative" must be a non-empty string or null'
+        problem = problem or _text_problem(record, name, may_be_empty=for_training and name == "instruction")
+    problem = problem or _text_problem(record, "negative", nullable=True)
+    if problem or for_training:
+        return problem
     if not isinstance(record.get("language"), str):
-        return f'{SCHEMA}: field "language" must be a string'
+        return 'field "language" must be a string'
     if not isinstance(record.get("meta", {}), dict):
-        return f'{SCHEMA}: field "meta" must be an object'
+        return 'field "meta" must be an object'
     return None
 
 
-def _non_empty(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+def schema_problem(record: Record) -> str | None:
+    """example_problem as emb-filter's reject reason: `schema: field "query" is empty`."""
+    problem = example_problem(record)
+    return f"{SCHEMA}: {problem}" if problem else None
+
+
+def _identity_problem(record: Record) -> str | None:
+    record_id = record.get("id")
+    if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
+        return 'field "id" must be a string or an integer'
+    if record.get("task_type") not in TASK_TYPES:
+        return f'field "task_type" must be one of {", ".join(TASK_TYPES)}'
+    return None
+
+
+def _text_problem(record: Record, name: str, *, nullable: bool = False, may_be_empty: bool = False) -> str | None:
+    value = record.get(name)
+    if value is None:
+        return None if nullable else f'field "{name}" is missing'
+    if not isinstance(value, str):
+        return f'field "{name}" must be a string, got {type(value).__name__}'
+    if not (value.strip() or may_be_empty):
+        return f'field "{name}" is empty' + (" (use null for none)" if nullable else "")
+    return None
 
 
 def text(record: Record, field: str) -> str:

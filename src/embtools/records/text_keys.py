@@ -1,9 +1,17 @@
-"""How emb-filter compares texts: normalized keys, word tokens, and stable 64-bit digests.
+"""When two texts are "the same text", and how stages compare texts: normalized keys, word tokens, 64-bit digests.
 
-The paper's duplicate and contamination analysis disregards "differences in character case and spacing" (App. B):
-`match_key` is the text under NFKC, case-folded, with every whitespace character removed. `words` splits the
-case-folded text into word tokens (runs of letters and digits), the unit of shingles, n-grams and length checks.
-Digests are the first 8 bytes of BLAKE2b, so state that outlives a record holds integers, never texts.
+One rule, used by every stage that asks: emb-filter's exact-duplicate, guideline, decontamination and mining checks,
+and the loss's false-negative mask in emb-train. The paper's duplicate and contamination analysis disregards
+"differences in character case and spacing" (App. B), so `match_key` is the text
+- under NFKC, so that compatibility forms read alike are alike (a no-break space is a space, full-width letters
+  and ligatures are their plain letters);
+- case-folded (not only lower-cased: "Straße" and "STRASSE" are the same text);
+- with every run of whitespace collapsed to one space and the ends stripped.
+Spacing means how much whitespace, not whether there is any: "a part" and "apart", "foo bar" and "foobar" are
+different texts, so whitespace is collapsed, never removed. Punctuation is kept: the paper does not disregard it,
+and "Let's eat, grandma" is not "Let's eat grandma". `words` splits the case-folded text into word tokens (runs of
+letters and digits), the unit of shingles, n-grams and length checks. Digests are the first 8 bytes of BLAKE2b, so
+state that outlives a record holds integers, never texts.
 """
 
 from __future__ import annotations
@@ -20,11 +28,15 @@ _WORD = re.compile(r"\w+")
 
 @lru_cache(maxsize=64)
 def match_key(text: str) -> str:
-    """The text as the paper compares it: NFKC, case-folded, with all whitespace removed. Cached for the last few
-    texts: the guideline, duplicate and decontamination checks each ask for the same record's fields in turn."""
+    """The text as "the same text" is decided: NFKC, case-folded, whitespace runs collapsed to one space, stripped.
+    Cached for the last few texts: the guideline, duplicate and decontamination checks each ask for the same
+    record's fields in turn."""
     folded = unicodedata.normalize("NFKC", text).casefold()
-    # isprintable() is false for every whitespace character but " ", so a printable text needs only its spaces removed
-    return folded.replace(" ", "") if folded.isprintable() else "".join(folded.split())
+    # isprintable() is false for every whitespace character but " ": a printable text is already collapsed when it
+    # has no double space and no space at either end
+    if folded.isprintable() and "  " not in folded and folded[:1] != " " and folded[-1:] != " ":
+        return folded
+    return " ".join(folded.split())
 
 
 def digest64(text: str) -> int:
@@ -33,8 +45,14 @@ def digest64(text: str) -> int:
 
 
 def key_digest(text: str) -> int:
-    """digest64 of match_key(text): equal for texts that differ only in case and spacing."""
+    """digest64 of match_key(text): equal for the same text (see the module's docstring)."""
     return digest64(match_key(text))
+
+
+def signed_key_digest(text: str) -> int:
+    """key_digest without its top bit, so that it fits a signed 64-bit tensor (torch.long) and is never negative
+    (the loss marks a missing text with -1)."""
+    return key_digest(text) >> 1
 
 
 def words(text: str) -> list[str]:

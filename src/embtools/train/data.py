@@ -8,7 +8,6 @@ pure function of (seed, epoch), so a resumed run sees exactly the batches an uni
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from pathlib import Path
 
 from embtools.errors import InputError
 from embtools.instructions import with_instruction
-from embtools.records.jsonl import Record, RejectSink, read_records, require_string
+from embtools.records.examples import example_problem
+from embtools.records.jsonl import Record, RejectSink, read_records
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,10 @@ def parse_source(argument: str) -> DataSource:
 
 
 def validate_example(record: Record) -> Record:
-    """An example record needs non-empty `query` and `positive`, an `instruction` string, `negative` string or null."""
-    for name in ("query", "positive"):
-        if not require_string(record, name).strip():
-            raise InputError(f'field "{name}" is empty')
-    require_string(record, "instruction")
-    negative = require_string(record, "negative", optional=True)
-    if negative is not None and not negative.strip():
-        raise InputError('field "negative" is empty (use null for none)')
+    """An example record with what training reads (records.examples.example_problem); InputError otherwise."""
+    problem = example_problem(record, for_training=True)
+    if problem:
+        raise InputError(problem)
     return record
 
 
@@ -114,8 +110,3 @@ def epoch_batches(pools: list[list[TrainingExample]], weights: list[float], batc
     rng.shuffle(batches)
     return batches
 
-
-def text_key(text: str) -> int:
-    """A 63-bit id of a text after lower-casing and collapsing whitespace: equal keys are treated as one text."""
-    normalized = " ".join(text.lower().split())
-    return int.from_bytes(hashlib.blake2b(normalized.encode(), digest_size=8).digest(), "little") >> 1

@@ -24,6 +24,7 @@ import torch
 
 from embtools.distributed import rank, world_size
 from embtools.errors import EmbtoolsError
+from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import inspect_model
 from embtools.records.atomic import atomic_dir, check_output_dir
 from embtools.records.jsonl import RejectSink
@@ -60,7 +61,7 @@ _CRASH_ENV = "EMBTOOLS_TRAIN_KILL_AFTER_CHECKPOINT"  # fault injection for tests
 class TrainConfig:
     output: Path
     sources: list[DataSource]
-    model: str = "smollm2-135m"
+    model: str = DEFAULT_MODEL
     lora: LoraSettings | None = field(default_factory=LoraSettings)
     temperature: float = 0.02
     batch_size: int = 2048

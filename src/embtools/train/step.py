@@ -7,7 +7,8 @@ import contextlib
 
 import torch
 
-from embtools.train.data import TrainingExample, text_key
+from embtools.records.text_keys import signed_key_digest
+from embtools.train.data import TrainingExample
 from embtools.train.grad_cache import grad_cache_backward, plain_backward
 from embtools.train.infonce_loss import BatchKeys, InfoNCELoss
 from embtools.train.text_batches import TextBatcher, stack_batches
@@ -19,7 +20,7 @@ def _chunks(batch, size: int):
 
 def batch_keys(batch: list[TrainingExample]) -> BatchKeys:
     def keys(texts):
-        return torch.tensor([text_key(t) if t is not None else -1 for t in texts], dtype=torch.long)
+        return torch.tensor([signed_key_digest(t) if t is not None else -1 for t in texts], dtype=torch.long)
 
     return BatchKeys(keys([e.query for e in batch]), keys([e.positive for e in batch]),
                      keys([e.negative for e in batch]),
