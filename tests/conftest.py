@@ -1,12 +1,15 @@
-"""Shared fixtures: the real data in ../shared/data and each built-in model loaded once per session."""
+"""Shared fixtures: the real evaluation data (EMBTOOLS_TEST_DATA, by default the `shared/data` folder beside the
+checkout), each built-in model loaded once per session, and a runner for the commands."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import click
 import orjson
 import pytest
+from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("EMBTOOLS_TEST_DATA", REPO.parent / "shared" / "data"))
@@ -19,6 +22,16 @@ def read_jsonl(path: Path) -> list[dict]:
 def write_jsonl(path: Path, records) -> Path:
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
     return path
+
+
+def run_cli(command: click.Command, args, input: bytes | None = None) -> tuple[int, list[dict], list[str]]:
+    """Run a command in this process: (exit code, the records it wrote to stdout, the lines it wrote to stderr).
+
+    stdout must be JSONL (it carries records only), so anything else there fails the test; stderr is kept apart from
+    it. An exception the command does not turn into an exit code propagates with its traceback."""
+    result = CliRunner().invoke(command, [str(a) for a in args], input=input, catch_exceptions=False)
+    records = [orjson.loads(line) for line in result.stdout_bytes.splitlines() if line.strip()]
+    return result.exit_code, records, result.stderr.splitlines()
 
 
 @pytest.fixture(scope="session")

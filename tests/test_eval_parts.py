@@ -36,13 +36,6 @@ def test_retrieval_scores_match_pytrec_eval_and_hand_computed_mrr():
     assert scores["mrr_at_1"] == pytest.approx(0.5)
 
 
-def test_identical_ids_are_ignored_only_when_asked():
-    from embtools.evaluate.retrieval import drop_identical_ids
-
-    run = {"a": {"a": 1.0, "b": 0.5}}
-    assert drop_identical_ids(run) == {"a": {"b": 0.5}}
-
-
 @pytest.fixture(scope="module")
 def scifact():
     return load_retrieval(DATA / "scifact", "test")

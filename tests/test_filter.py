@@ -7,11 +7,10 @@ import unicodedata
 
 import orjson
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA, read_jsonl, write_jsonl
+from conftest import DATA, read_jsonl, run_cli, write_jsonl
 from embtools.commands.filter import main as emb_filter
 from embtools.filter.decontamination import ContaminationIndex
 from embtools.filter.near_duplicates import NearDuplicateIndex
@@ -24,8 +23,8 @@ GERMAN = ("Die Impfung trainiert das Immunsystem, indem sie ihm einen harmlosen 
 
 
 def run(args, input=None):
-    result = CliRunner().invoke(emb_filter, [str(a) for a in args], input=input, catch_exceptions=False)
-    return result.exit_code, result.stdout_bytes, result.stderr
+    """(exit code, records on stdout, stderr lines) of emb-filter."""
+    return run_cli(emb_filter, args, input)
 
 
 def reasons(path) -> dict:
@@ -113,7 +112,7 @@ def test_every_reason_code_rejects_its_crafted_record(crafted, crafted_run):
     code, out, err, tmp = crafted_run
     expected = crafted[1]
     assert code == 0, err
-    kept = [orjson.loads(line)["id"] for line in out.splitlines()]
+    kept = [r["id"] for r in out]
     assert kept == [i for i, reason in expected.items() if reason is None]
     assert reasons(tmp / "rejects.jsonl") == {i: reason for i, reason in expected.items() if reason}
 
@@ -125,7 +124,7 @@ def test_near_duplicate_differing_by_one_word_names_its_cluster(crafted_run):
 
 
 def test_counts_per_reason_and_unchecked_placeholders_on_stderr(crafted_run):
-    err = crafted_run[2]
+    err = "\n".join(crafted_run[2])
     assert "19 examples read, 4 kept, 15 rejected" in err
     assert "contaminated-exact 2" in err and "near-duplicate 1" in err
     assert "guidelines: num_words missing" in err  # skipped, not rejected
@@ -145,9 +144,9 @@ def test_each_check_can_be_switched_off(tmp_path, crafted):
     picked = [r for r in records if r["id"] in ("good", "dup", "near-source", "near", "num-words", "language")]
     source = write_jsonl(tmp_path / "some.jsonl", picked)
     code, out, err = run([source, "--no-dedup", "--no-near-dup", "--no-guidelines", "--no-language-check"])
-    assert code == 0 and len(out.splitlines()) == len(picked)
+    assert code == 0 and len(out) == len(picked)
     code, out, err = run([source, "--no-near-dup"])
-    assert [orjson.loads(x)["id"] for x in out.splitlines()] == ["good", "near-source", "near"]
+    assert [r["id"] for r in out] == ["good", "near-source", "near"]
 
 
 def test_bad_input_stops_with_the_line_or_is_counted(tmp_path, crafted):
@@ -155,9 +154,9 @@ def test_bad_input_stops_with_the_line_or_is_counted(tmp_path, crafted):
     source = tmp_path / "bad.jsonl"
     source.write_text(f"{good}\n{{not json\n")
     code, out, err = run([source])
-    assert code == 1 and err.strip().splitlines()[-1].startswith("emb-filter: error: line 2: not valid JSON")
+    assert code == 1 and len(err) == 1 and err[0].startswith("emb-filter: error: line 2: not valid JSON")
     code, out, err = run([source, "--skip-invalid"])
-    assert code == 0 and len(out.splitlines()) == 1 and "not valid JSON 1" in err
+    assert code == 0 and len(out) == 1 and any("not valid JSON 1" in line for line in err)
 
 
 def test_sts_dev_sentences_changed_in_case_and_spacing_are_contaminated(sts_dev_sentences):
@@ -220,10 +219,9 @@ def test_word_count_and_match_key_fast_paths_agree_with_split(value):
 
 
 def test_labeled_data_converts_beir_train_qrels_and_sts_pairs():
-    code, out, err = run(["--from-beir", DATA / "scifact", "--from-sts", DATA / "stsbenchmark" / "train.jsonl",
-                          "--min-score", "4.5", "--no-near-dup", "--no-language-check", "--no-dedup",
-                          "--no-guidelines"])
-    records = [orjson.loads(x) for x in out.splitlines()]
+    code, records, err = run(["--from-beir", DATA / "scifact", "--from-sts", DATA / "stsbenchmark" / "train.jsonl",
+                              "--min-score", "4.5", "--no-near-dup", "--no-language-check", "--no-dedup",
+                              "--no-guidelines"])
     beir = [r for r in records if r["task_type"] == "short-long"]
     sts = [r for r in records if r["task_type"] == "sts"]
     assert code == 0, err

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import orjson
 import pytest
-from click.testing import CliRunner
 
-from conftest import DATA, read_jsonl, write_jsonl
+from conftest import DATA, read_jsonl, run_cli, write_jsonl
 from embtools.commands.filter import main as emb_filter
 from embtools.filter.labeled_data import beir_examples
 from embtools.filter.negative_mining import MiningSettings, NegativeMiner, pick_negative
@@ -96,10 +94,9 @@ def test_consistency_check_rejects_a_negative_that_outscores_the_positive(scifac
 
 def test_cli_mines_for_converted_beir_data_and_prints_the_window(tmp_path, scifact_slice):
     folder, qrels = scifact_slice
-    result = CliRunner().invoke(emb_filter, ["--from-beir", str(folder), "--mine-negatives", "--model", "minilm-l6",
-                                             "--max-length", "64", "--negative-ranks", "3-30", "--no-language-check"],
-                                catch_exceptions=False)
-    records = [orjson.loads(x) for x in result.stdout_bytes.splitlines()]
-    assert result.exit_code == 0, result.stderr
-    assert "mined negatives with minilm-l6 from" in result.stderr and "ranks 3-30" in result.stderr
+    code, records, err = run_cli(emb_filter, ["--from-beir", folder, "--mine-negatives", "--model", "minilm-l6",
+                                              "--max-length", "64", "--negative-ranks", "3-30", "--no-language-check"])
+    mined = [line for line in err if "mined negatives with minilm-l6 from" in line]
+    assert code == 0, err
+    assert len(mined) == 1 and "ranks 3-30" in mined[0]
     assert sum(r["negative"] is not None for r in records) >= 0.9 * len(records)

@@ -8,9 +8,8 @@ import subprocess
 import numpy as np
 import orjson
 import pytest
-from click.testing import CliRunner
 
-from conftest import DATA, REPO, read_jsonl, write_jsonl
+from conftest import DATA, REPO, read_jsonl, run_cli, write_jsonl
 from embtools.commands.index import main as emb_index
 from embtools.errors import EmbtoolsError, InputError
 from embtools.index.vector_index import VectorIndex, add_to_index, build_index, search_records
@@ -33,12 +32,8 @@ def records_of(vectors: np.ndarray, ids=None, encoding: str = "float") -> list[d
 
 
 def run(args, input=None):
-    result = CliRunner().invoke(emb_index, args, input=input, catch_exceptions=False)
-    return result.exit_code, result.stdout_bytes, result.stderr
-
-
-def hits_of(stdout: bytes) -> list[dict]:
-    return [orjson.loads(line) for line in stdout.splitlines()]
+    """(exit code, records on stdout, stderr lines) of emb-index."""
+    return run_cli(emb_index, args, input)
 
 
 @pytest.fixture
@@ -64,13 +59,12 @@ def test_flat_index_gives_exactly_brute_force_top_k(tmp_path, corpus):
 def test_cli_build_then_search_best_first_with_ids_kept_as_given(tmp_path, corpus):
     vectors, path = corpus
     code, out, err = run(["-o", str(tmp_path / "ix"), str(path)])
-    assert code == 0 and out == b""
-    assert "500 vectors (24-d, Flat)" in err
+    assert code == 0 and out == []
+    assert any("500 vectors (24-d, Flat)" in line for line in err)
     meta = orjson.loads((tmp_path / "ix" / "index.json").read_bytes())
     assert (meta["dim"], meta["count"], meta["factory"], meta["metric"], meta["normalized"]) == \
         (DIM, 500, "Flat", "inner_product", True)
-    code, out, _ = run(["search", "--index", str(tmp_path / "ix"), "-k", "5"], input=path.read_bytes())
-    results = hits_of(out)
+    code, results, _ = run(["search", "--index", str(tmp_path / "ix"), "-k", "5"], input=path.read_bytes())
     assert code == 0 and len(results) == 500
     assert results[0]["hits"][0] == {"id": 0, "score": pytest.approx(1.0, abs=1e-5)}
     assert results[1]["id"] == "d1" and results[1]["hits"][0]["id"] == "d1"
@@ -120,14 +114,15 @@ def test_model_comes_from_flag_or_first_record_meta(tmp_path):
 def test_add_appends_and_refuses_id_collisions(tmp_path, corpus):
     vectors, path = corpus
     run(["-o", str(tmp_path / "ix"), str(path)])
-    extra = write_jsonl(tmp_path / "extra.jsonl", records_of(clustered_vectors(20, seed=3), ids=[f"x{i}" for i in range(20)]))
+    extra = write_jsonl(tmp_path / "extra.jsonl",
+                        records_of(clustered_vectors(20, seed=3), ids=[f"x{i}" for i in range(20)]))
     assert run(["add", "--index", str(tmp_path / "ix"), str(extra)])[0] == 0
     index = VectorIndex.load(tmp_path / "ix")
     assert (index.ntotal, index.meta["count"], index.ids[-1]) == (520, 520, "x19")
     assert index.search(clustered_vectors(20, seed=3)[:1], 1)[0][0][0] == "x0"
     before = (tmp_path / "ix" / "ids.jsonl").read_bytes()
     code, _, err = run(["add", "--index", str(tmp_path / "ix"), str(extra)])
-    assert code == 1 and err.strip() == 'emb-index: error: line 1: duplicate id "x0"'
+    assert code == 1 and err == ['emb-index: error: line 1: duplicate id "x0"']
     assert (tmp_path / "ix" / "ids.jsonl").read_bytes() == before
     with pytest.raises(InputError, match="dimension 24 expected, got 3"):
         add_to_index([{"id": "y", "embedding": [1.0, 2.0, 3.0]}], tmp_path / "ix")
@@ -152,15 +147,16 @@ BAD_INPUTS = {
 def test_bad_input_is_one_line_exit_1_and_no_index(tmp_path, name):
     data, message = BAD_INPUTS[name]
     code, out, err = run(["-o", str(tmp_path / "ix")], input=data)
-    assert code == 1 and out == b""
-    assert len(err.strip().splitlines()) == 1 and err.startswith(f"emb-index: error: {message}")
+    assert code == 1 and out == []
+    assert len(err) == 1 and err[0].startswith(f"emb-index: error: {message}")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_skip_invalid_counts_and_keeps_the_rest(tmp_path):
     data = BAD_INPUTS["dimension"][0] + b'{"id": "c", "embedding": [3, 2, 1]}\n'
     code, _, err = run(["-o", str(tmp_path / "ix"), "--skip-invalid"], input=data)
-    assert code == 0 and "2 vectors" in err and "1 skipped" in err
+    summary = "\n".join(err)
+    assert code == 0 and "2 vectors" in summary and "1 skipped" in summary
     assert VectorIndex.load(tmp_path / "ix").ids == ["a", "c"]
 
 
@@ -169,7 +165,7 @@ def test_existing_folder_needs_overwrite_and_is_left_untouched(tmp_path, corpus)
     (tmp_path / "ix").mkdir()
     (tmp_path / "ix" / "mine.txt").write_text("keep")
     code, _, err = run(["-o", str(tmp_path / "ix"), str(path)])
-    assert code == 1 and "exists; pass --overwrite" in err
+    assert code == 1 and len(err) == 1 and "exists; pass --overwrite" in err[0]
     assert [p.name for p in (tmp_path / "ix").iterdir()] == ["mine.txt"]
     assert run(["-o", str(tmp_path / "ix"), "--overwrite", str(path)])[0] == 0
     assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == ["ids.jsonl", "index.faiss", "index.json"]
@@ -186,7 +182,7 @@ def test_a_broken_index_folder_is_refused_in_one_line(tmp_path, corpus, content,
     meta = tmp_path / "ix" / "index.json"
     meta.write_bytes(content) if content is not None else meta.unlink()
     code, out, err = run(["search", "--index", str(tmp_path / "ix"), str(path)])
-    assert code == 1 and out == b"" and len(err.strip().splitlines()) == 1 and message in err
+    assert code == 1 and out == [] and len(err) == 1 and message in err[0]
 
 
 def test_an_interrupted_build_leaves_no_folder_and_no_temporary(tmp_path):
@@ -223,9 +219,14 @@ def test_search_records_streams_hits_records(tmp_path, corpus):
     vectors, _ = corpus
     build_index(records_of(vectors), tmp_path / "ix")
     queries = [{**r, "meta": {"q": 1}} for r in records_of(vectors[:7], ids=list(range(7)))]
-    results = list(search_records(queries, VectorIndex.load(tmp_path / "ix"), 3, batch_size=2))
+    index = VectorIndex.load(tmp_path / "ix")
+    results = list(search_records(queries, index, 3, batch_size=2))
+    expected = index.search(vectors[:7], 3)  # one search over all seven, no batches
     assert [r["id"] for r in results] == list(range(7))
-    assert results[0] == {"id": 0, "hits": results[0]["hits"], "meta": {"q": 1}} and len(results[0]["hits"]) == 3
+    assert all(set(r) == {"id", "hits", "meta"} and r["meta"] == {"q": 1} for r in results)
+    assert [[h["id"] for h in r["hits"]] for r in results] == [[i for i, _ in found] for found in expected]
+    assert np.allclose([[h["score"] for h in r["hits"]] for r in results], [[s for _, s in f] for f in expected])
+    assert [r["hits"][0]["id"] for r in results] == [0, "d1", "d2", 3, "d4", "d5", 6]  # each vector finds itself
 
 
 def recall_at_k(approx: list[list[tuple]], exact: list[list[tuple]]) -> float:

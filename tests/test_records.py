@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import orjson
 import pytest
@@ -24,9 +25,32 @@ def _read(tmp_path, content: bytes, **kwargs):
     return list(read_records(path, _validate, **kwargs))
 
 
-def test_reads_records_lazily_and_skips_blank_lines(tmp_path):
+def test_skips_blank_lines_and_keeps_unknown_fields(tmp_path):
     records = _read(tmp_path, b'{"id": 1, "text": "a"}\n\n   \n{"id": "x", "text": "b", "extra": [1]}\n')
     assert records == [{"id": 1, "text": "a"}, {"id": "x", "text": "b", "extra": [1]}]
+
+
+def test_reads_records_lazily(tmp_path):
+    """The first record comes out of a pipe while the writer still holds back the second line."""
+    pipe = tmp_path / "in.fifo"
+    os.mkfifo(pipe)
+    first_read, second_written = threading.Event(), threading.Event()
+
+    def writer():
+        with open(pipe, "wb") as out:
+            out.write(b'{"id": 1, "text": "a"}\n')
+            out.flush()
+            first_read.wait(timeout=5)  # a reader that wants the whole input first gets it only after 5 s
+            second_written.set()
+            out.write(b'{"id": 2, "text": "b"}\n')
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    records = read_records(pipe, _validate)
+    assert next(records) == {"id": 1, "text": "a"} and not second_written.is_set()
+    first_read.set()
+    assert list(records) == [{"id": 2, "text": "b"}]
+    thread.join()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import run_cli
 from embtools.commands.index import main as emb_index
 from embtools.encode.stream import text_record_validator, validate_text_record
 from embtools.errors import EmbtoolsError, InputError
@@ -77,7 +77,8 @@ def test_any_bytes_end_in_records_or_a_line_numbered_error(tmp_path_factory, lin
     records, sink, error = _read_all(path, validate_text_record, skip=True)
     assert error is None
     bom = b"\xef\xbb\xbf"
-    non_blank = sum(1 for i, line in enumerate(pieces) if (line[3:] if i == 0 and line.startswith(bom) else line).strip())
+    non_blank = sum(1 for i, line in enumerate(pieces)
+                    if (line[3:] if i == 0 and line.startswith(bom) else line).strip())
     assert len(records) + sink.total == non_blank  # every line either read or counted, none silently dropped
     assert all(isinstance(r["text"], str) for r in records)
 
@@ -194,22 +195,18 @@ def test_deep_nesting_is_refused_before_it_reaches_the_writer(tmp_path, depth, e
         assert exc.line == 2 and error in str(exc)
 
 
-def _index_cli(args, input_bytes):
-    result = CliRunner().invoke(emb_index, args, input=input_bytes, catch_exceptions=False)
-    return result.exit_code, result.stderr
-
-
 @pytest.mark.parametrize("content, message", [
     (b"", "no embeddings to index"),
     (b'{"id": 1, "embedding": [1.0, NaN]}\n', "line 1: not valid JSON"),
     (b'{"id": 1, "embedding": [1.0, 2.0]}\n{"id": 1, "embedding": [3.0, 4.0]}\n', "line 2: duplicate id 1"),
-    (b'{"id": 1, "embedding": [1.0, 2.0]}\n{"id": 2, "embedding": [1.0]}\n', "line 2: id 2: dimension 2 expected, got 1"),
+    (b'{"id": 1, "embedding": [1.0, 2.0]}\n{"id": 2, "embedding": [1.0]}\n',
+     "line 2: id 2: dimension 2 expected, got 1"),
     (b'{"id": 1, "embedding": "AA=A"}\n', "line 1: field \"embedding\" is a string but not valid base64"),
     (b'\xff\xfe\x00garbage\n', "line 1: not valid UTF-8"),
 ])
 def test_emb_index_build_bad_input_is_one_line_and_exit_1(tmp_path, content, message):
-    code, err = _index_cli(["build", "-o", str(tmp_path / "ix")], content)
-    assert code == 1 and err.startswith(f"emb-index: error: {message}") and err.count("\n") == 1, err
+    code, _, err = run_cli(emb_index, ["build", "-o", tmp_path / "ix"], content)
+    assert code == 1 and len(err) == 1 and err[0].startswith(f"emb-index: error: {message}"), err
     assert not (tmp_path / "ix").exists()
 
 
@@ -225,8 +222,9 @@ def test_a_value_beyond_float32_is_a_one_line_error(tmp_path):
 def test_emb_index_build_skip_invalid_counts_every_skip(tmp_path):
     content = (b'{"id": 1, "embedding": [1.0, 2.0]}\n{"id": 1, "embedding": [3.0, 4.0]}\nnot json\n'
                b'{"id": 2, "embedding": [1.0, Infinity]}\n{"id": 3, "embedding": [0.5, 0.5]}\n')
-    code, err = _index_cli(["build", "-o", str(tmp_path / "ix"), "--rejects", str(tmp_path / "rej.jsonl")], content)
-    assert code == 0 and "2 vectors" in err and "3 skipped" in err
+    code, _, err = run_cli(emb_index, ["build", "-o", tmp_path / "ix", "--rejects", tmp_path / "rej.jsonl"], content)
+    summary = "\n".join(err)
+    assert code == 0 and "2 vectors" in summary and "3 skipped" in summary
     assert [orjson.loads(r)["line"] for r in (tmp_path / "rej.jsonl").read_bytes().splitlines()] == [2, 3, 4]
 
 
@@ -378,7 +376,8 @@ def test_model_output_parses_or_is_a_counted_reject(content, truncated):
         assert isinstance(value, (dict, list))
 
 
-@pytest.mark.parametrize("content", ['{"user_query": ' + "[" * 50_000 + "]" * 50_000 + "}", "[" * 50_000 + "]" * 50_000])
+@pytest.mark.parametrize("content", ['{"user_query": ' + "[" * 50_000 + "]" * 50_000 + "}",
+                                     "[" * 50_000 + "]" * 50_000])
 def test_a_deeply_nested_model_answer_is_a_counted_reject(content):
     for parse in (lambda: parse_json_object(content, ("user_query",)), lambda: parse_string_list(content)):
         with pytest.raises(OutputRejected):

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import DATA, read_jsonl, write_jsonl
+from conftest import DATA, read_jsonl, run_cli, write_jsonl
 from embtools.commands.train import main as train_main
 
 TINY_ARGS = ["--batch-size", "4", "--mini-batch-size", "2", "--max-length", "24", "--lr", "1e-3",
@@ -58,7 +57,8 @@ def tiny_llama(smollm, tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """One torch thread: on a shared 2-core machine two threads per process ran 5x slower (spinning OpenMP)."""
+    """One torch thread: on a shared 2-core machine two OpenMP threads per process wait for each other (as the
+    generator's do: docs/benchmarks.md, emb-generate)."""
     import torch
 
     before = torch.get_num_threads()
@@ -67,11 +67,13 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def invoke(args):
-    """emb-train in this process (imports are paid once); fails the test unless it exits 0."""
-    result = CliRunner().invoke(train_main, [str(a) for a in args])
-    assert result.exit_code == 0, result.output[-3000:]
-    return result
+def invoke(args) -> tuple[dict, list[str]]:
+    """emb-train in this process (imports are paid once): (its one summary record, stderr lines); fails the test
+    unless it exits 0 having written exactly one record."""
+    code, records, errors = run_cli(train_main, args)
+    assert code == 0, "\n".join(errors[-40:])
+    assert len(records) == 1, records
+    return records[0], errors
 
 
 def run_train(args, env=None, check=True) -> subprocess.CompletedProcess:
@@ -103,10 +105,9 @@ def test_output_loads_the_same_in_emb_encode_and_sentence_transformers(smollm, e
     from embtools.instructions import with_instruction
 
     out = tmp_path / "model"
-    result = invoke([examples, "-o", out, "--model", smollm.spec.path, "--max-steps", "1", *TINY_ARGS,
-                     "--mini-batch-size", "4", "--max-length", "16", "--warmup-steps", "0"])
-    summary = json.loads(result.stdout)
-    assert result.stdout.count("\n") == 1 and summary["steps"] == 1 and summary["examples"] == 4
+    summary, _ = invoke([examples, "-o", out, "--model", smollm.spec.path, "--max-steps", "1", *TINY_ARGS,
+                         "--mini-batch-size", "4", "--max-length", "16", "--warmup-steps", "0"])
+    assert summary["steps"] == 1 and summary["examples"] == 4
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log] == [1] and log[0]["tokens_per_s"] > 0 and log[0]["lr"] == 1e-3
     assert (out / "loss.png").stat().st_size > 1000 and (out / "adapter_config.json").exists()
@@ -142,24 +143,23 @@ def test_merged_weights_embed_like_the_adapter(tiny_llama, examples, tmp_path):
 def test_bad_input_is_one_line(tiny_llama, tmp_path, lines, message):
     source = tmp_path / "bad.jsonl"
     source.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(train_main, [str(source), "-o", str(tmp_path / "out"), "--model", str(tiny_llama),
-                                             "--batch-size", "4"])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"emb-train: error: {message}"] or \
-        result.output.strip().splitlines()[-1].startswith(f"emb-train: error: {message}")
+    code, records, errors = run_cli(train_main, [source, "-o", tmp_path / "out", "--model", tiny_llama,
+                                                 "--batch-size", "4"])
+    assert (code, records, len(errors)) == (1, [], 1), errors  # one line, never a traceback
+    assert errors[0].startswith(f"emb-train: error: {message}"), errors
     assert not (tmp_path / "out").exists()
 
 
 def test_usage_errors_exit_2(tmp_path):
-    result = CliRunner().invoke(train_main, ["-o", str(tmp_path / "o"), "--no-lora", "--merge"])
-    assert result.exit_code == 2 and "--merge needs LoRA" in result.output
+    code, _, errors = run_cli(train_main, ["-o", tmp_path / "o", "--no-lora", "--merge"])
+    assert code == 2 and len(errors) == 1 and "--merge needs LoRA" in errors[0]
 
 
 def test_gradient_accumulation_warns(tiny_llama, examples, tmp_path):
-    result = invoke([examples, "-o", tmp_path / "o", "--model", tiny_llama, "--max-steps", "1",
-                     "--gradient-accumulation-steps", "2", *TINY_ARGS])
-    assert "gradient accumulation does not add in-batch negatives" in result.stderr
-    assert json.loads(result.stdout)["examples"] == 8
+    summary, errors = invoke([examples, "-o", tmp_path / "o", "--model", tiny_llama, "--max-steps", "1",
+                              "--gradient-accumulation-steps", "2", *TINY_ARGS])
+    assert any("gradient accumulation does not add in-batch negatives" in line for line in errors)
+    assert summary["examples"] == 8
 
 
 def test_kill_9_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(tiny_llama, examples, tmp_path):
@@ -169,8 +169,8 @@ def test_kill_9_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(tiny_
                        check=False)
     assert killed.returncode == -signal.SIGKILL and not (tmp_path / "resumed").exists()
     assert (tmp_path / "resumed.checkpoints" / "step_000002" / "state.json").exists()
-    resumed = invoke([*common, "-o", tmp_path / "resumed", "--resume"])
-    assert "resumed from" in resumed.stderr and json.loads(resumed.stdout)["steps"] == 4
+    summary, errors = invoke([*common, "-o", tmp_path / "resumed", "--resume"])
+    assert any("resumed from" in line for line in errors) and summary["steps"] == 4
     assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
     steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
@@ -179,10 +179,8 @@ def test_kill_9_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(tiny_
 def test_resume_refuses_other_settings(tiny_llama, examples, tmp_path):
     common = [examples, "--model", tiny_llama, "--save-every", "1", *TINY_ARGS]
     invoke([*common, "--max-steps", "2", "-o", tmp_path / "o"])  # leaves the checkpoint of step 1
-    result = CliRunner().invoke(train_main, [str(a) for a in [*common, "--max-steps", "3", "-o", tmp_path / "o",
-                                                               "--resume"]])
-    assert result.exit_code == 1
-    assert "cannot resume: the checkpoint was made with max_steps=2" in result.output
+    code, _, errors = run_cli(train_main, [*common, "--max-steps", "3", "-o", tmp_path / "o", "--resume"])
+    assert code == 1 and "cannot resume: the checkpoint was made with max_steps=2" in errors[-1]
 
 
 @pytest.mark.slow

@@ -178,8 +178,3 @@ def info(message: str) -> None:
 def warning(message: str) -> None:
     """`emb-x: warning: message` on stderr; hidden by --quiet."""
     log.warning(message)
-
-
-def show_progress() -> bool:
-    """Progress bars only when stderr is a terminal and the user did not ask for quiet."""
-    return sys.stderr.isatty() and log.isEnabledFor(logging.INFO)

@@ -23,7 +23,7 @@ TASK_INSTRUCTIONS = {
 }
 
 
-# Task names for DATA paths, by lower-cased folder or file stem (`../shared/data/scifact` -> SciFact).
+# Task names for DATA paths, by lower-cased folder or file stem (`data/scifact` -> SciFact).
 TASK_NAMES_BY_PATH = {
     "scifact": "SciFact",
     "stsbenchmark": "STSBenchmark",

@@ -2,7 +2,7 @@
 
 Source: Conneau et al. 2020, "Unsupervised Cross-lingual Representation Learning at Scale" (arXiv:1911.02116),
 Appendix A, Table 6, as transcribed in mayhewsw/multilingual-data-stats `cc-100/cc-100.csv` (commit 7397902d), with
-the Swedish and Ukrainian rows corrected as the authors confirmed (see ../shared/reference/xlmr-languages.md).
+the Swedish and Ukrainian rows corrected as the authors confirmed.
 Two rows are Burmese (one is the Zawgyi-font variant), both Chinese rows have code `zh`, and the five romanized
 variants have no code (`-`): match those by name.
 

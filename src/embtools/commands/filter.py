@@ -35,8 +35,8 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
                 "reason to FILE (JSONL). Implies --skip-invalid. Default: rejects are only counted.")
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="Write a Markdown report to FILE and a PNG length histogram beside it. Default: none.")
-@click.option("--schema/--no-schema", default=True, show_default=True, help="Reject records that are not CONTRACT "
-              "examples (reason schema).")
+@click.option("--schema/--no-schema", default=True, show_default=True, help="Reject records that are not example "
+              "records (docs/records.md; reason schema).")
 @click.option("--guidelines/--no-guidelines", default=True, show_default=True,
               help="Reject examples that break their prompt's guidelines (reasons guideline-*).")
 @click.option("--dedup/--no-dedup", default=True, show_default=True,

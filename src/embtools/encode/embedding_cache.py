@@ -96,11 +96,9 @@ class EmbeddingCache:
             elif version not in (0, FORMAT_VERSION):
                 raise EmbtoolsError(f"embedding cache {self.path} has format version {version}; this embtools "
                                     f"uses version {FORMAT_VERSION}: {_REBUILD}")
-            elif tables != ["vectors"] or self._columns() != _COLUMNS:
+            elif version == 0 or tables != ["vectors"] or self._columns() != _COLUMNS:  # 0: never stamped by us
                 raise EmbtoolsError(f"embedding cache {self.path} is not an embtools embedding cache "
                                     f"(tables: {', '.join(tables) or 'none'}): {_REBUILD}")
-            elif version == 0:  # written before the version was recorded: the same format
-                self._db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

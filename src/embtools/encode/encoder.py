@@ -58,8 +58,8 @@ def resolve_dtype(dtype: str, device: str, is_decoder: bool) -> str:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere oneDNN emulates it, and bf16 ran
-    about 3x slower than float32 (measured on an AVX-512 Xeon without AVX512-BF16)."""
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere oneDNN emulates it, and emulated
+    bf16 is slower than float32 (docs/benchmarks.md, emb-encode)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()

@@ -80,14 +80,13 @@ def bar_chart(table: dict[Row, dict[str, float]], models: list[str], target: Pat
     plt.close(figure)
 
 
-def write_report(records: Iterable[Record], target: Path, notes: Iterable[str] = ()) -> dict[str, Any]:
+def write_report(records: Iterable[Record], target: Path) -> dict[str, Any]:
     """The Markdown report at `target` and its chart at `target` with `.png`; returns what was written."""
     table, models = main_scores(records)
     chart = target.with_suffix(".png")
     if table:
         bar_chart(table, models, chart)
     text = ["# Evaluation report", "", markdown_table(table, models), ""]
-    text += [f"- {note}" for note in notes]
     if table:
         text += ["", f"![main score per task and model]({chart.name})"]
     with atomic_file(target) as stream:

@@ -24,7 +24,6 @@ NUM_WORDS, QUERY_LENGTH, NOT_SHORT, NOT_LONG = ("guideline-num-words", "guidelin
                                                 "guideline-not-short", "guideline-not-long")
 SAME_S2_S3, SAME_LABELS, QUERY_COPIED, LABEL_IN_INPUT = ("guideline-same-s2-s3", "guideline-same-labels",
                                                          "guideline-query-copied", "guideline-label-in-input")
-REASONS = (NUM_WORDS, QUERY_LENGTH, NOT_SHORT, NOT_LONG, SAME_S2_S3, SAME_LABELS, QUERY_COPIED, LABEL_IN_INPUT)
 
 _BUCKET = re.compile(r"(less than|fewer than|under|at most|at least|more than|over)?\s*(\d+(?:\.\d+)?)"
                      r"(?:\s*(?:to|-|–)\s*(\d+(?:\.\d+)?))?")

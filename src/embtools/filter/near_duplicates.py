@@ -3,8 +3,8 @@
 datasketch supplies the MinHash permutations (its "affine32" scheme: h -> a*h + b mod 2^32 with odd a) and the band
 layout (`MinHashLSH(threshold, num_perm)` picks the bands x rows that minimize false positives plus false negatives
 for the threshold). Signatures are computed here for a whole batch of texts at once with numpy (tokens, shingles,
-permutations and the per-text minimum in a handful of array operations per batch); `bench/filter.py` measured it
-5-8x faster than datasketch's per-document `MinHash.update_batch` + `MinHashLSH`.
+permutations and the per-text minimum in a handful of array operations per batch), rather than per document as
+datasketch's `MinHash.update_batch` does; `bench/filter.py` compares the two (docs/benchmarks.md, emb-filter).
 
 The index keeps, per kept text and band, one 60-bit band hash pointing at the kept record's id: about half a
 kilobyte per kept record, never the texts or the signatures. A text whose band hash is already present is a

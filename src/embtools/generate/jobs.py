@@ -1,7 +1,7 @@
 """From task records (or a count) to chat requests, and from answers to task / example records.
 
 A Job is one LLM call with everything needed to turn its answer into records: the rendered template, the sampled
-placeholders, and the record it came from. Records follow CONTRACT.md; `meta` carries the provenance.
+placeholders, and the record it came from. Records are those of docs/records.md; `meta` carries the provenance.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def task_records(job: Job, result: ChatResult) -> list[Record]:
 
 
 def example_record(job: Job, result: ChatResult) -> Record:
-    """The example record of one generate answer, mapped per group (e5-method.md A.7); OutputRejected if invalid."""
+    """The example record of one generate answer, mapped per group (docs/method.md); OutputRejected if invalid."""
     mapping = FIELD_MAPPINGS[job.task_type]
     output = parse_json_object(result.content, mapping.keys, truncated=result.finish_reason == "length")
     placeholders = {k: v for k, v in job.placeholders.items() if k != "task"}

@@ -10,7 +10,8 @@ Requests are batched: `complete` queues a request, and one worker runs up to `ba
 thread (left-padded, one forward per step over a shared KV cache), each row sampled with its own seeded
 torch.Generator at the request's temperature and top-p. float32 on CPU: emulated bf16 is slower on CPUs without it.
 One torch thread by default (EMBTOOLS_GENERATOR_THREADS): one-token decoding steps are small matrix products, and
-on a 2-core machine shared with other jobs two OpenMP threads made them 7x slower (105 s vs 14 s for the same run).
+on a machine shared with other jobs, OpenMP threads that wait for each other cost more than they add
+(docs/benchmarks.md, emb-generate).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every placeholder of the paper's templates, drawn per example from the paper's value sets, reproducibly.
 
-Value sets: arXiv:2401.00368 Tables 8-13 (../shared/reference/e5-method.md A.5). Each placeholder is an independent
+Value sets: arXiv:2401.00368 Tables 8-13 (listed in docs/method.md). Each placeholder is an independent
 uniform draw from its set (Fig. 1: "replaced by sampling from a predefined set of values"), except `{language}`,
 which comes from the XLM-R list "with higher probability for high-resource languages". The paper does not publish
 those weights; ours: English gets 43% (the share the paper reports for its data, Fig. 2) and every other language a

@@ -2,7 +2,7 @@
 
 Source: Liang Wang, Nan Yang, Xiaolong Huang, Linjun Yang, Rangan Majumder, Furu Wei, "Improving Text Embeddings with
 Large Language Models", arXiv:2401.00368 (v3, ACL 2024), Tables 8-13, licensed CC BY 4.0. The texts below are the
-paper's; the ids, versions and the field mapping (the paper states none; see ../shared/reference/e5-method.md A.7) are
+paper's; the ids, versions and the field mapping (the paper states none; docs/method.md explains ours) are
 ours. A template's version changes whenever its text does, so records say exactly which prompt made them.
 
 This module is the one place the templates live: emb-brainstorm, emb-generate and the tests read them from here.

@@ -19,7 +19,7 @@ from embtools.generate.chat_request import ChatRequest, ChatResult
 from embtools.home import home_subdir
 
 CACHE_FILE = "responses.sqlite"
-FORMAT_VERSION = 1  # sqlite's user_version of the file; 0 is a file written before versions were recorded
+FORMAT_VERSION = 1  # sqlite's user_version of the file; 0 is a file this process has just created
 _COLUMNS = ["key", "response", "created"]
 
 

@@ -5,15 +5,13 @@ An index folder holds three files:
 - `ids.jsonl`: one JSON id per line (a string or an integer, as given), line n naming row n of the index;
 - `index.json`: what was built: format and format_version, model, dim, metric, factory, count, normalized, ...,
   and `files`: the size and CRC-32 of index.faiss and ids.jsonl, checked on every load, so a truncated, damaged or
-  hand-edited folder is refused with one line instead of reaching FAISS's reader (folders written before `files`
-  was recorded load unchecked; those that recorded a sha256 are checked against it). CRC-32 is the checksum zip,
-  gzip and PNG use against accidental damage; zlib computes it at ~2 GB/s here, where sha256 took 0.4 s per 150 MB
-  index, a fifth of a 100k-vector build (bench/index.py).
+  hand-edited folder is refused with one line instead of reaching FAISS's reader. CRC-32 is the checksum zip, gzip
+  and PNG use against accidental damage: it guards against truncation and bit rot, not tampering, and costs a small
+  part of a build where sha256 cost a large one (docs/benchmarks.md, emb-index).
 """
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from pathlib import Path
 
@@ -26,17 +24,11 @@ FORMAT, FORMAT_VERSION = "embtools-index", 1
 INDEX_FILE, IDS_FILE, META_FILE = "index.faiss", "ids.jsonl", "index.json"
 
 
-def _checksum(path: Path, kind: str = "crc32") -> str:
-    """The file's CRC-32 (8 hex digits) or, for folders that recorded one, sha256; read in 1 MiB blocks."""
+def _checksum(path: Path) -> str:
+    """The file's CRC-32 as 8 hex digits, read in 1 MiB blocks."""
+    crc = 0
     with open(path, "rb") as stream:
-        blocks = iter(lambda: stream.read(1 << 20), b"")
-        if kind == "sha256":
-            digest = hashlib.sha256()
-            for block in blocks:
-                digest.update(block)
-            return digest.hexdigest()
-        crc = 0
-        for block in blocks:
+        for block in iter(lambda: stream.read(1 << 20), b""):
             crc = zlib.crc32(block, crc)
     return f"{crc:08x}"
 
@@ -55,8 +47,6 @@ def write_meta(folder: Path, meta: dict) -> None:
 def _verify_files(index_dir: Path, meta: dict) -> None:
     """EmbtoolsError unless index.faiss and ids.jsonl have the size and checksum that index.json recorded."""
     files = meta.get("files")
-    if files is None:
-        return
     for name in (INDEX_FILE, IDS_FILE):
         expected, path = files.get(name) if isinstance(files, dict) else None, index_dir / name
         if not (isinstance(expected, dict) and isinstance(expected.get("bytes"), int)):
@@ -66,9 +56,8 @@ def _verify_files(index_dir: Path, meta: dict) -> None:
         if path.stat().st_size != expected["bytes"]:
             raise EmbtoolsError(f"{path} is corrupt: {path.stat().st_size} bytes, {META_FILE} recorded "
                                 f"{expected['bytes']}; rebuild the index")
-        kind = "crc32" if "crc32" in expected else "sha256"
-        if _checksum(path, kind) != expected.get(kind):
-            raise EmbtoolsError(f"{path} is corrupt: its {kind} differs from the one {META_FILE} recorded; "
+        if _checksum(path) != expected.get("crc32"):
+            raise EmbtoolsError(f"{path} is corrupt: its crc32 differs from the one {META_FILE} recorded; "
                                 "rebuild the index")
 
 

@@ -28,7 +28,7 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-def cls_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def cls_pool(hidden: torch.Tensor) -> torch.Tensor:
     """The first token's vector (right padding assumed, as encoders use)."""
     return hidden[:, 0]
 
@@ -39,4 +39,4 @@ def pool(kind: str, hidden: torch.Tensor, attention_mask: torch.Tensor, input_id
         return last_token_pool(hidden, attention_mask, input_ids, eos_token_id)
     if kind == "mean":
         return mean_pool(hidden, attention_mask)
-    return cls_pool(hidden, attention_mask)
+    return cls_pool(hidden)

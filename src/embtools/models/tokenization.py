@@ -3,7 +3,7 @@
 Texts are tokenized once without special tokens; truncation cuts the content only, then the tokenizer's own
 prefix/suffix (e.g. [CLS] ... [SEP], or a BOS) is put back and, for last-token pooling, an EOS appended when the
 suffix does not already end with one. transformers 5 no longer adds an EOS for Llama/Mistral tokenizers, and
-trusting a config flag for it is a known trap (e5-method.md, A.12), so the EOS is added here and checked at pooling.
+trusting a config flag for it is a known trap (docs/method.md), so the EOS is added here and checked at pooling.
 """
 
 from __future__ import annotations

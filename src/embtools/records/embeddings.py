@@ -1,6 +1,6 @@
 """Embedding records: vectors as JSON float lists or base64 of little-endian float32 (OpenAI's `base64` format).
 
-Base64 goes through pybase64 (SIMD; 2.7x the standard library's decoding on this project's CPU, bench/index.py), with
+Base64 goes through pybase64 (SIMD, faster than the standard library's decoding: docs/benchmarks.md, emb-index), with
 the same strict validation as `base64.b64decode(validate=True)`.
 """
 

@@ -1,4 +1,4 @@
-"""The example record of CONTRACT.md, checked field by field, and tolerant access to what its `meta` carries.
+"""The example record (docs/records.md), checked field by field, and tolerant access to what its `meta` carries.
 
 An example has `id` (string or integer), `task_type` (one of the paper's six groups), non-empty string `instruction`,
 `query`, `positive`, `negative` (a non-empty string or null), `language` (a string) and `meta` (an object).

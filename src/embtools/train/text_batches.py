@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from embtools.models.pooling import pool
-from embtools.models.tokenization import TokenFraming, frame_texts, pad_right, token_framing
+from embtools.models.tokenization import frame_texts, pad_right, token_framing
 
 
 @dataclass
@@ -63,7 +63,3 @@ def stack_batches(batches: list[TokenBatch], pad_id: int) -> TokenBatch:
     ids = [torch.nn.functional.pad(b.input_ids, (0, width - b.input_ids.shape[1]), value=pad_id) for b in batches]
     masks = [torch.nn.functional.pad(b.attention_mask, (0, width - b.attention_mask.shape[1])) for b in batches]
     return TokenBatch(torch.cat(ids), torch.cat(masks))
-
-
-def framing_limit(framing: TokenFraming) -> int:
-    return len(framing.prefix) + framing.content_limit + len(framing.suffix)
