@@ -91,7 +91,8 @@ class _EmbtoolsMain:
         except MemoryError:
             _report(prog, "out of memory", EXIT_FAILURE)
         except Exception as exc:  # a bug or a library failure: still one line, the traceback under -v
-            _report(prog, f"unexpected {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]} (run with -v for the traceback)",
+            first_line = (str(exc).splitlines() or [""])[0]
+            _report(prog, f"unexpected {type(exc).__name__}: {first_line} (run with -v for the traceback)",
                     EXIT_FAILURE)
 
 

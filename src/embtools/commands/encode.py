@@ -12,10 +12,11 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, warning
 from embtools.command_runner import RecordRun, record_command
+from embtools.commands.model_options import dtype_option
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.models.loading import DTYPES, POOLINGS
+from embtools.models.loading import POOLINGS
 from embtools.records.embeddings import ENCODINGS
 from embtools.records.jsonl import open_input
 
@@ -38,8 +39,7 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
               help="float: a JSON list; base64: little-endian float32 as OpenAI's API.")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalize the vectors. Default: on (a sentence-transformers folder without Normalize: off).")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
-              help="auto: bfloat16 for decoders on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), float32 otherwise.")
+@dtype_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text), over length-sorted texts.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,

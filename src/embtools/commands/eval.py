@@ -9,8 +9,9 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.command_runner import RecordRun, record_command
+from embtools.commands.model_options import dtype_option
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.models.loading import DTYPES, POOLINGS
+from embtools.models.loading import POOLINGS
 
 if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
     from embtools.encode.cached_encoder import CachedEncoder
@@ -51,8 +52,7 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
 @click.option("--pooling", type=click.Choice(POOLINGS), default=None, help="Default: the model's.")
 @click.option("--max-length", type=click.IntRange(min=2), default=512, show_default=True,
               help="Tokens per text (E5 evaluates the first 512).")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
-              help="auto: bfloat16 for decoders on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), float32 otherwise.")
+@dtype_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text).")
 @common_options

@@ -57,7 +57,8 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--dedup-fields", default=",".join(DUPLICATE_FIELDS), show_default=True, callback=_fields,
               help="Fields compared by the duplicate checks.")
 @click.option("--near-dup-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
-              show_default=True, help="Estimated Jaccard similarity of word 3-shingles from which texts are near-duplicates.")
+              show_default=True,
+              help="Estimated Jaccard similarity of word 3-shingles from which texts are near-duplicates.")
 @click.option("--num-perm", type=click.IntRange(8, 256), default=64, show_default=True,
               help="MinHash permutations (signature length).")
 @click.option("--length-tolerance", type=click.FloatRange(0, 1), default=0.3, show_default=True,

@@ -94,7 +94,8 @@ def add(run: RecordRun, index_dir, batch_size):
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, envvar="EMBTOOLS_TOP_K",
               show_default=True, help="Hits per query. Env: EMBTOOLS_TOP_K.")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None, envvar="EMBTOOLS_NPROBE",
-              help="IVF lists visited per query. Default: the index's, max(32, nlist/8) (at most nlist). Env: EMBTOOLS_NPROBE.")
+              help="IVF lists visited per query. Default: the index's, max(32, nlist/8) (at most nlist). "
+                   "Env: EMBTOOLS_NPROBE.")
 @click.option("--ef-search", type=click.IntRange(min=1), default=None, envvar="EMBTOOLS_EF_SEARCH",
               help=f"HNSW candidate list size. Default: the index's, {DEFAULT_EF_SEARCH}. Env: EMBTOOLS_EF_SEARCH.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=SEARCH_BATCH, show_default=True,

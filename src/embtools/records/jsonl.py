@@ -112,7 +112,8 @@ def read_records(
 ) -> Iterator[Record]:
     """Yield validated records from a JSONL file or stdin.
 
-    Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number. With `rejects` given (the `--skip-invalid` mode) a bad line is counted and skipped; without, it raises InputError.
+    Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number. With
+    `rejects` given (the `--skip-invalid` mode) a bad line is counted and skipped; without, it raises InputError.
     """
     stream = open_input(source)
     try:
