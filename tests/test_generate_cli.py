@@ -155,7 +155,24 @@ def test_bad_task_records_stop_or_are_skipped(server, env):
     code, out, err = run(generate, [str(source), "--base-url", server.url])
     assert code == 1 and "line 2" in err and "task_type" in err
     code, out, err = run(generate, [str(source), "--base-url", server.url, "--skip-invalid"])
-    assert code == 0 and len(out.splitlines()) == 1 and "2 input records skipped" in err
+    assert code == 0 and len(out.splitlines()) == 1 and "; 2 skipped (" in err
+
+
+def test_answer_rejects_and_input_rejects_are_separate(server, env):
+    """--rejects holds the LLM's unusable answers and does not skip bad task records; --input-rejects does."""
+    source = write_jsonl(env / "tasks.jsonl", [{"id": 1, "task_type": "short-long", "task": "Find cat facts."},
+                                               {"id": 2, "task_type": "sts", "task": "T"},
+                                               {"id": 3, "task_type": "short-long", "task": "Find dog facts."}])
+    answers, tasks = env / "answers.jsonl", env / "tasks-rejected.jsonl"
+    server.fault = lambda body, seen: "malformed" if "dog facts" in str(body["messages"]) else None
+    code, out, err = run(generate, [str(source), "--base-url", server.url, "--rejects", str(answers)])
+    assert code == 1 and "line 2" in err and not answers.exists()
+    code, out, err = run(generate, [str(source), "--base-url", server.url, "--rejects", str(answers),
+                                    "--input-rejects", str(tasks)])
+    assert code == 0 and len(out.splitlines()) == 1
+    assert [(r["line"], r["record"]["id"]) for r in read_jsonl(tasks)] == [(2, 2)]
+    assert [r["record"]["id"] for r in read_jsonl(answers)] == [3]
+    assert "1 rejected (parse_error: 1)" in err and "; 1 skipped (" in err
 
 
 def test_tasks_from_stdin_and_usage_errors(server, env):

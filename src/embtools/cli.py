@@ -29,6 +29,20 @@ def _quiet_broken_pipe() -> None:
     sys.exit(0)
 
 
+class _CommandFormatter(logging.Formatter):
+    """Prefixes each message with the running command's name, and warnings with `warning: `: the library modules
+    say only what happened (`emb-index: warning: training 64 centroids ...`)."""
+
+    prog = "embtools"
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "warning: " if record.levelno == logging.WARNING else ""
+        return f"{self.prog}: {level}{record.getMessage()}"
+
+
+_FORMATTER = _CommandFormatter()
+
+
 def _report(prog: str, message: str, code: int) -> None:
     if log.isEnabledFor(logging.DEBUG):
         traceback.print_exc()
@@ -47,6 +61,7 @@ class _EmbtoolsMain:
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # noqa: D401
         prog = prog_name or self.name or os.path.basename(sys.argv[0])
+        _FORMATTER.prog = prog
         log.setLevel(logging.INFO)  # -v / -q of an earlier in-process run (tests, scripts) must not leak into this one
         try:
             rv = super().main(args=args, prog_name=prog, standalone_mode=False, **extra)  # type: ignore[misc]
@@ -76,7 +91,8 @@ class _EmbtoolsMain:
         except MemoryError:
             _report(prog, "out of memory", EXIT_FAILURE)
         except Exception as exc:  # a bug or a library failure: still one line, the traceback under -v
-            _report(prog, f"unexpected {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]} (run with -v for the traceback)",
+            first_line = (str(exc).splitlines() or [""])[0]
+            _report(prog, f"unexpected {type(exc).__name__}: {first_line} (run with -v for the traceback)",
                     EXIT_FAILURE)
 
 
@@ -116,13 +132,14 @@ def _deepspeed_to_stderr(record: logging.LogRecord) -> bool:
 
 
 def _configure_logging() -> None:
-    """embtools' own messages go to stderr as plain lines; other libraries keep their own settings."""
+    """embtools' own messages go to stderr, one line each behind the command's name; other libraries keep their own
+    settings."""
     deepspeed_logger = logging.getLogger("DeepSpeed")
     if _deepspeed_to_stderr not in deepspeed_logger.filters:
         deepspeed_logger.addFilter(_deepspeed_to_stderr)
     if not log.handlers:
         handler = _CurrentStderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(_FORMATTER)
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
@@ -138,15 +155,27 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`--skip-invalid` and `--rejects FILE`, for commands that read records."""
-    func = click.option("--rejects", type=click.Path(dir_okay=False, allow_dash=False), default=None,
-                        help="Write each skipped record with its reason to FILE (JSONL). Implies --skip-invalid.")(func)
-    func = click.option("--skip-invalid", is_flag=True, envvar="EMBTOOLS_SKIP_INVALID",
-                        help="Skip bad records (counted on stderr) instead of stopping at the first. Default: stop.")(func)
-    return func
+class ParsedBy(click.ParamType):
+    """An option value that a library function parses: what it refuses is a usage error (exit 2), reported before
+    anything runs, not a runtime failure (exit 1) halfway through."""
+
+    def __init__(self, parse: Callable[[str], Any], name: str):
+        self.parse, self.name = parse, name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except EmbtoolsError as exc:
+            raise click.UsageError(str(exc), ctx) from None
 
 
 def info(message: str) -> None:
     """A line for the person at the terminal (stderr); hidden by --quiet."""
     log.info(message)
+
+
+def warning(message: str) -> None:
+    """`emb-x: warning: message` on stderr; hidden by --quiet."""
+    log.warning(message)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
+from embtools.command_runner import RecordRun, record_command
 from embtools.commands.generation_options import generation_options
 from embtools.generate.generation_run import (
     LOCAL_MAX_NEW_TOKENS,
@@ -19,23 +18,20 @@ from embtools.generate.generation_run import (
 from embtools.generate.job_runner import Budget
 from embtools.generate.jobs import SamplingSettings, brainstorm_jobs, task_records
 from embtools.instructions import TWO_STEP_TYPES
-from embtools.records.jsonl import RejectSink
 
 BRAINSTORM_COMPLETION_GUESS = 600  # about 20 one-sentence tasks
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-brainstorm")
+@record_command(reads=None)
 @click.option("-t", "--task-type", type=click.Choice(TWO_STEP_TYPES), required=True,
               help="The group to brainstorm tasks for (sts and bitext have no brainstorm step).")
 @click.option("-n", "--num-lists", type=click.IntRange(min=1), default=1, show_default=True,
               help="Brainstorm calls; each asks for a list of about 20 tasks.")
-@click.option("--rejects", type=click.Path(dir_okay=False), default=None,
-              help="Write each answer that is not a list of strings, with its reason, to FILE (JSONL). "
-                   "Default: only counted on stderr.")
 @generation_options
 @common_options
-def main(task_type, num_lists, rejects, model, base_url, seed, temperature, top_p, max_new_tokens, json_mode,
-         concurrency, timeout, max_retries, cache_dir, no_cache, max_requests, max_tokens, dry_run, output):
+def main(run: RecordRun, task_type, num_lists, model, base_url, seed, temperature, top_p, max_new_tokens, json_mode,
+         concurrency, timeout, max_retries, cache_dir, no_cache, max_requests, max_tokens, dry_run, answer_rejects):
     """Ask the LLM NUM_LISTS times for a list of tasks of TASK_TYPE (the paper's brainstorm prompt, Tables 8-11).
 
     Writes one task record (`id`, `task_type`, `task`, `meta`) per listed task, exact duplicates dropped, in call
@@ -48,12 +44,11 @@ def main(task_type, num_lists, rejects, model, base_url, seed, temperature, top_
     cache = open_cache(cache_dir, not no_cache)
     jobs = brainstorm_jobs(task_type, num_lists, sampling)
     if dry_run:
-        info(dry_run_summary("emb-brainstorm", jobs, cache, max_new_tokens or BRAINSTORM_COMPLETION_GUESS))
+        info(dry_run_summary(jobs, cache, max_new_tokens or BRAINSTORM_COMPLETION_GUESS))
         return
-    with open(rejects, "wb") if rejects else nullcontext() as stream:
-        run_to_output("emb-brainstorm", "tasks", jobs, task_records, settings, sampling.model, cache=cache,
-                      output=output, sink=RejectSink(stream), budget=Budget(max_requests, max_tokens),
-                      dedup_field="task")
+    run.summarize(run_to_output("tasks", jobs, task_records, settings, sampling.model, cache=cache, stream=run.stream,
+                                flush=run.streams_to_stdout, sink=run.open_rejects(answer_rejects),
+                                budget=Budget(max_requests, max_tokens), dedup_field="task"))
 
 
 if __name__ == "__main__":

@@ -10,29 +10,21 @@ import time
 
 import click
 
-from embtools.cli import EmbtoolsCommand, common_options, info, input_options
+from embtools.cli import EmbtoolsCommand, common_options, warning
+from embtools.command_runner import RecordRun, record_command
+from embtools.commands.model_options import dtype_option
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
-from embtools.encode.encoder import Encoder, EncodeSettings
-from embtools.encode.stream import embed_records, text_record_validator
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.models.loading import DTYPES, POOLINGS
+from embtools.models.loading import POOLINGS
 from embtools.records.embeddings import ENCODINGS
-from embtools.records.jsonl import (
-    RejectSink,
-    open_input,
-    read_records,
-    record_output,
-    reject_sink,
-    skipped_summary,
-    write_records,
-)
+from embtools.records.jsonl import open_input
 
 _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-encode")
-@click.argument("input_file", metavar="[FILE]", required=False, type=click.Path(allow_dash=True, dir_okay=False))
+@record_command(reads="file")
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id. "
                    "Env: EMBTOOLS_MODEL.")
@@ -47,8 +39,7 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
               help="float: a JSON list; base64: little-endian float32 as OpenAI's API.")
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalize the vectors. Default: on (a sentence-transformers folder without Normalize: off).")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
-              help="auto: bfloat16 for decoders on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), float32 otherwise.")
+@dtype_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text), over length-sorted texts.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
@@ -56,50 +47,39 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, envvar="EMBTOOLS_NUM_PROCESSES",
               show_default=True, help="Encode with N processes under accelerate (one per GPU; CPU processes "
                                       "with gloo otherwise). Output stays in input order.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="Write to FILE (atomically: it appears only when complete). Default: stdout.")
 @click.option("--id-field", default="id", show_default=True,
               help="The field holding each record's id; `_id` reads BEIR corpus and query files as they are. "
                    "The output record calls it `id`.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
-@input_options
 @common_options
-def main(input_file, model, instruction, pooling, max_length, encoding, normalize, dtype, batch_tokens,
-         chunk_size, num_processes, output, id_field, trust_remote_code, skip_invalid, rejects):
+def main(run: RecordRun, model, instruction, pooling, max_length, encoding, normalize, dtype, batch_tokens,
+         chunk_size, num_processes, id_field, trust_remote_code):
     """Embed text records (`id`, `text`, optional `title`, `instruction`) read from FILE or stdin.
 
     Writes one embedding record (`id`, `embedding`, plus fields it does not know) per text, in input order.
     """
+    from embtools.encode.encoder import Encoder, EncodeSettings
+    from embtools.encode.stream import embed_records, text_record_validator
+
     if num_processes > 1 and not is_launched():
-        sys.exit(_relaunch(num_processes, input_file))
-    source = os.environ.get(_SPOOL_ENV) if input_file in (None, "-") and is_launched() else input_file
+        sys.exit(_relaunch(num_processes, run.source))
+    source = os.environ.get(_SPOOL_ENV) if run.source in (None, "-") and is_launched() else run.source
     if world_size() > 1 and source in (None, "-"):
         raise EmbtoolsError("under several processes give the input as a FILE (each process reads it)")
     init_process_group()
     settings = EncodeSettings(pooling=pooling, normalize=normalize, max_length=max_length, dtype=dtype,
                               max_tokens=batch_tokens, trust_remote_code=trust_remote_code)
     started = time.perf_counter()
+    records = run.read(text_record_validator(id_field), source=source)
     encoder = Encoder(model, settings)
-    with reject_sink(skip_invalid, rejects if is_main_process() else None) as sink:
-        records = read_records(source, text_record_validator(id_field), rejects=sink)
-        embedded = embed_records(records, encoder, instruction, encoding, chunk_size)
-        if not is_main_process():
-            for _ in embedded:  # rank 0 gathers and writes; the others only encode their share
-                pass
-            return
-        with record_output(output) as stream:
-            count = write_records(embedded, stream)
-    _summarize(count, encoder, sink, time.perf_counter() - started)
-
-
-def _summarize(count: int, encoder: Encoder, sink: RejectSink | None, seconds: float) -> None:
-    if count == 0 and not (sink and sink.total):
-        info("emb-encode: warning: no input records")
-    parts = [f"emb-encode: {count} embeddings ({encoder.dim}-d, {encoder.pooling} pooling, {encoder.dtype}) "
-             f"in {seconds:.1f} s"]
-    if encoder.truncated:
-        parts.append(f"{encoder.truncated} texts truncated to {encoder.max_length} tokens")
-    info("; ".join(parts) + skipped_summary(sink))
+    count = run.write(embed_records(records, encoder, instruction, encoding, chunk_size))
+    if not is_main_process():  # rank 0 gathers, writes and reports; the others only encode their share
+        return
+    if count == 0 and not run.rejects.total:
+        warning("no input records")
+    truncated = f"; {encoder.truncated} texts truncated to {encoder.max_length} tokens" if encoder.truncated else ""
+    run.summarize(f"{count} embeddings ({encoder.dim}-d, {encoder.pooling} pooling, {encoder.dtype}) "
+                  f"in {time.perf_counter() - started:.1f} s{truncated}")
 
 
 def _relaunch(num_processes: int, input_file: str | None) -> int:

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
-from embtools.encode.cached_encoder import CachedEncoder
-from embtools.encode.embedding_cache import EmbeddingCache
-from embtools.encode.encoder import EncodeSettings
-from embtools.evaluate.report import read_metric_records, write_report
-from embtools.evaluate.results import metric_records, result_path, task_result, write_model_meta, write_task_result
-from embtools.evaluate.run import EvalOptions, EvalOutcome, evaluate_source
+from embtools.command_runner import RecordRun, record_command
+from embtools.commands.model_options import dtype_option
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.models.loading import DTYPES, POOLINGS
-from embtools.records.datasets import detect
-from embtools.records.jsonl import record_output, write_records
+from embtools.models.loading import POOLINGS
+
+if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
+    from embtools.encode.cached_encoder import CachedEncoder
+    from embtools.evaluate.run import EvalOutcome
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-eval")
+@record_command(reads=None)
 @click.argument("data", nargs=-1, required=True)
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id.")
@@ -52,57 +52,65 @@ from embtools.records.jsonl import record_output, write_records
 @click.option("--pooling", type=click.Choice(POOLINGS), default=None, help="Default: the model's.")
 @click.option("--max-length", type=click.IntRange(min=2), default=512, show_default=True,
               help="Tokens per text (E5 evaluates the first 512).")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
-              help="auto: bfloat16 for decoders on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), float32 otherwise.")
+@dtype_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text).")
 @common_options
-def main(data, model, instruction, no_instruction, split, max_corpus, max_queries, max_pairs, seed,
+def main(run: RecordRun, data, model, instruction, no_instruction, split, max_corpus, max_queries, max_pairs, seed,
          ignore_identical_ids, output_folder, report, compare, no_cache, pooling, max_length, dtype, batch_tokens):
-    """Evaluate MODEL on each DATA; write metric records (task, split, metric, value, main, model) to stdout.
+    """Evaluate MODEL on each DATA; write metric records (task, split, metric, value, main, model) to stdout or -o.
 
     DATA is an STS file (JSONL: sentence1, sentence2, score), a BEIR folder (corpus.jsonl, queries.jsonl,
     qrels/SPLIT.tsv), a classification folder (train.jsonl, SPLIT.jsonl: text, label) or mteb:TaskName.
     """
+    from embtools.encode.cached_encoder import CachedEncoder
+    from embtools.encode.embedding_cache import EmbeddingCache
+    from embtools.encode.encoder import EncodeSettings
+    from embtools.evaluate.report import read_metric_records, write_report
+    from embtools.evaluate.results import metric_records
+    from embtools.evaluate.run import EvalOptions, evaluate_source
+    from embtools.records.datasets import detect
+
     if instruction and no_instruction:
         raise click.UsageError("--instruction and --no-instruction exclude each other")
     if compare and not report:
         raise click.UsageError("--compare needs --report")
     sources = [detect(argument) for argument in data]  # a bad path fails before the model loads
+    if (max_corpus or max_queries) and any(source.kind == "mteb" for source in sources):
+        raise click.UsageError("--max-corpus and --max-queries apply to local folders only, not mteb: tasks")
     earlier = [record for path in compare for record in read_metric_records(path)]
     settings = EncodeSettings(pooling=pooling, max_length=max_length, dtype=dtype, max_tokens=batch_tokens)
     encoder = CachedEncoder(model, settings, cache=None if no_cache else EmbeddingCache())
     options = EvalOptions(instruction, False if no_instruction else None, split, max_corpus, max_queries, seed,
                           ignore_identical_ids, max_pairs)
     produced = []
-    with record_output(None) as stream:
-        for source in sources:
-            outcome = evaluate_source(source, encoder, options)
-            records = list(metric_records(outcome.task, outcome.split, outcome.scores, outcome.main_metric, model))
-            write_records(records, stream)
-            stream.flush()
-            produced += records
-            _report(outcome, encoder)
-            if output_folder:
-                _save(outcome, encoder, output_folder)
+    for source in sources:
+        outcome = evaluate_source(source, encoder, options)
+        records = list(metric_records(outcome.task, outcome.split, outcome.scores, outcome.main_metric, model))
+        run.write(records, flush=True)  # each task's scores as soon as they are known
+        produced += records
+        _report(outcome, encoder)
+        if output_folder:
+            _save(outcome, encoder, output_folder)
     if report:
         written = write_report(earlier + produced, report)
-        info(f"emb-eval: wrote {written['report']}" + (f" and {written['chart']}" if written["chart"] else ""))
+        info(f"wrote {written['report']}" + (f" and {written['chart']}" if written["chart"] else ""))
 
 
 def _report(outcome: EvalOutcome, encoder: CachedEncoder) -> None:
-    info(f"emb-eval: {outcome.task} {outcome.split}: {outcome.main_metric} {outcome.scores['main_score']:.4f} "
+    info(f"{outcome.task} {outcome.split}: {outcome.main_metric} {outcome.scores['main_score']:.4f} "
          f"in {outcome.seconds:.1f} s ({encoder.encoded} texts encoded, {encoder.reused} from cache so far)")
 
 
 def _save(outcome: EvalOutcome, encoder: CachedEncoder, folder: Path) -> None:
     from embtools.evaluate.mteb_encoder import model_meta
+    from embtools.evaluate.results import result_path, task_result, write_model_meta, write_task_result
 
     meta = model_meta(encoder)
     result = task_result(outcome.metadata, outcome.split, outcome.scores, outcome.seconds)
     target = write_task_result(result, result_path(folder, meta.name, meta.revision, outcome.task))
     write_model_meta(meta, target.parent)
-    info(f"emb-eval: wrote {target}")
+    info(f"wrote {target}")
 
 
 if __name__ == "__main__":

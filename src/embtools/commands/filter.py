@@ -7,18 +7,11 @@ import time
 
 import click
 
-from embtools.cli import EmbtoolsCommand, common_options, info, input_options
-from embtools.filter.decontamination import DecontaminationSettings
-from embtools.filter.duplicates import DEFAULT_FIELDS
-from embtools.filter.guidelines import GuidelineSettings
-from embtools.filter.language import LanguageSettings
-from embtools.filter.negative_mining import MiningSettings, NegativeMiner
-from embtools.filter.pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
-from embtools.filter.report import FilterStats, write_report
+from embtools.cli import EmbtoolsCommand, common_options, info
+from embtools.command_runner import RecordRun, record_command
 from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.models.loading import DTYPES
-from embtools.records.examples import TEXT_FIELDS
-from embtools.records.jsonl import record_output, reject_sink, write_records
+from embtools.records.examples import DUPLICATE_FIELDS, TEXT_FIELDS
 
 _PATH = click.Path(exists=True)
 
@@ -38,9 +31,8 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 
 
 @click.command(cls=EmbtoolsCommand, name="emb-filter")
-@click.argument("files", metavar="[FILE]...", nargs=-1, type=click.Path(allow_dash=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="Write kept examples to FILE (atomically). Default: stdout.")
+@record_command(reads="files", rejects_help="Write each reject (a check's verdict or a bad input record) with its "
+                "reason to FILE (JSONL). Implies --skip-invalid. Default: rejects are only counted.")
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="Write a Markdown report to FILE and a PNG length histogram beside it. Default: none.")
 @click.option("--schema/--no-schema", default=True, show_default=True, help="Reject records that are not example "
@@ -62,10 +54,11 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
               help="Words in a shared run that counts as contamination.")
 @click.option("--min-contamination-words", type=click.IntRange(min=1), default=5, show_default=True,
               help="Short-text allowance: evaluation texts with fewer words never count.")
-@click.option("--dedup-fields", default=",".join(DEFAULT_FIELDS), show_default=True, callback=_fields,
+@click.option("--dedup-fields", default=",".join(DUPLICATE_FIELDS), show_default=True, callback=_fields,
               help="Fields compared by the duplicate checks.")
 @click.option("--near-dup-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
-              show_default=True, help="Estimated Jaccard similarity of word 3-shingles from which texts are near-duplicates.")
+              show_default=True,
+              help="Estimated Jaccard similarity of word 3-shingles from which texts are near-duplicates.")
 @click.option("--num-perm", type=click.IntRange(8, 256), default=64, show_default=True,
               help="MinHash permutations (signature length).")
 @click.option("--length-tolerance", type=click.FloatRange(0, 1), default=0.3, show_default=True,
@@ -96,18 +89,25 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--max-length", type=click.IntRange(min=2), default=256, show_default=True,
               help="Tokens per text when mining.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True, help="Mining model dtype.")
-@input_options
 @common_options
-def main(files, output, report, schema, guidelines, dedup, near_dup, language_check, decontaminate,
+def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_check, decontaminate,
          decontaminate_split, ngram, min_contamination_words, dedup_fields, near_dup_threshold, num_perm,
          length_tolerance, short_max_words, language_confidence, from_beir, split, instruction, from_sts, min_score,
          mine_negatives, model, negative_ranks, negative_margin, negatives_from, consistency_check, max_length,
-         dtype, skip_invalid, rejects):
+         dtype):
     """Filter example records read from FILEs (or stdin) and from --from-beir / --from-sts labeled data.
 
     Writes the examples that pass every enabled check, in input order; each reject goes to --rejects with its
-    reason code, and the count per reason to stderr. See docs/filter.md.
+    reason code, and the count per reason to stderr; --rejects also skips bad input records (reason schema or
+    the parse error) rather than stopping. See docs/filter.md.
     """
+    from embtools.filter.decontamination import DecontaminationSettings
+    from embtools.filter.guidelines import GuidelineSettings
+    from embtools.filter.language import LanguageSettings
+    from embtools.filter.negative_mining import MiningSettings, NegativeMiner
+    from embtools.filter.pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
+    from embtools.filter.report import FilterStats, summary_lines, write_report
+
     started = time.perf_counter()
     settings = FilterSettings(
         schema=schema, guidelines=guidelines, exact_duplicates=dedup, language=language_check,
@@ -120,33 +120,23 @@ def main(files, output, report, schema, guidelines, dedup, near_dup, language_ch
     checks = build_checks(settings)
     stats = FilterStats()
     miner = None
-    with reject_sink(True, rejects) as sink:
-        records = input_examples(files, from_beir, from_sts, sink if (skip_invalid or rejects) else None, split,
-                                 instruction, min_score)
-        kept = filter_examples(records, checks, sink, stats, settings.batch_size)
-        if mine_negatives:
-            miner = NegativeMiner(MiningSettings(model=model, first_rank=negative_ranks[0],
-                                                 last_rank=negative_ranks[1], margin=negative_margin,
-                                                 consistency=consistency_check, max_length=max_length, dtype=dtype,
-                                                 candidate_sources=tuple(negatives_from) + tuple(from_beir)))
-            kept = miner.mine(kept, sink)
-        with record_output(output) as stream:
-            write_records(stats.counted(kept), stream)
+    records = input_examples(run.source or (), from_beir, from_sts, run.input_rejects, split, instruction,
+                             min_score)
+    kept = filter_examples(records, checks, run.rejects, stats, settings.batch_size)
+    if mine_negatives:
+        miner = NegativeMiner(MiningSettings(model=model, first_rank=negative_ranks[0], last_rank=negative_ranks[1],
+                                             margin=negative_margin, consistency=consistency_check,
+                                             max_length=max_length, dtype=dtype,
+                                             candidate_sources=tuple(negatives_from) + tuple(from_beir)))
+        kept = miner.mine(kept, run.rejects)
+    run.write(stats.counted(kept))
     stats.notes = unchecked_notes(checks)
-    _summarize(stats, sink, miner, time.perf_counter() - started)
-    if report:
-        write_report(stats, sink.counts, report)
-
-
-def _summarize(stats: FilterStats, sink, miner, seconds: float) -> None:
-    if miner is not None:
+    if miner:
         info(miner.report())
-    reasons = ", ".join(f"{reason} {count}" for reason, count in sink.counts.most_common())
-    info(f"emb-filter: {stats.read} examples read, {stats.kept} kept, {sink.total} rejected"
-         + (f" ({reasons})" if reasons else "") + f" in {seconds:.1f} s")
-    if stats.notes:
-        info("emb-filter: not checked: " + ", ".join(f"{k} {v}" for k, v in stats.notes.most_common()))
-
+    for line in summary_lines(stats, run.rejects.counts, time.perf_counter() - started):
+        info(line)
+    if report:
+        write_report(stats, run.rejects.counts, report)
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
-"""The click options emb-brainstorm and emb-generate share (endpoint, sampling, cache, budgets), defined once."""
+"""The click options emb-brainstorm and emb-generate share (endpoint, sampling, cache, budgets, answer rejects),
+defined once."""
 
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ _OPTIONS = [
                       "limit."),
     click.option("--dry-run", is_flag=True,
                  help="Print how many calls and about how many tokens the run would make; call nothing."),
-    click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-                 help="Write to FILE (atomically: it appears only when complete). Default: stdout, streamed."),
+    click.option("--rejects", "answer_rejects", type=click.Path(dir_okay=False), default=None,
+                 help="Write each answer that makes no record (unparsable, off-format, failed request), with its "
+                      "reason, to FILE (JSONL). Default: only counted on stderr."),
 ]
 
 

@@ -7,23 +7,9 @@ from pathlib import Path
 
 import click
 
-from embtools.cli import EmbtoolsGroup, common_options, info, input_options
-from embtools.index.embedding_checks import EmbeddingChecker
-from embtools.index.vector_index import (
-    ADD_BATCH,
-    DEFAULT_EF_SEARCH,
-    DEFAULT_FACTORY,
-    DEFAULT_TRAIN_SIZE,
-    SEARCH_BATCH,
-    VectorIndex,
-    add_to_index,
-    build_index,
-    checker_for_index,
-    search_records,
-)
-from embtools.records.jsonl import read_records, record_output, reject_sink, skipped_summary, write_records
-
-_FILE = click.Path(allow_dash=True, dir_okay=False)
+from embtools.cli import EmbtoolsGroup, common_options
+from embtools.command_runner import RecordRun, record_command
+from embtools.index.defaults import ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH
 
 
 class DefaultCommandGroup(EmbtoolsGroup):
@@ -38,11 +24,8 @@ class DefaultCommandGroup(EmbtoolsGroup):
         return super().parse_args(ctx, args)
 
 
-def _index_options(func):
-    """FILE and --batch-size, for the subcommands that add vectors."""
-    func = click.option("--batch-size", type=click.IntRange(min=1), default=ADD_BATCH, show_default=True,
-                        help="Vectors normalized and added to the index at a time.")(func)
-    return click.argument("input_file", metavar="[FILE]", required=False, type=_FILE)(func)
+_add_batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=ADD_BATCH, show_default=True,
+                                 help="Vectors normalized and added to the index at a time.")
 
 
 @click.group(cls=DefaultCommandGroup, name="emb-index")
@@ -56,7 +39,8 @@ def main():
 
 
 @main.command("build")
-@_index_options
+@record_command(reads="file", writes=False)
+@_add_batch_option
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
               help="The index folder to write (atomically: it appears only when complete).")
 @click.option("--factory", envvar="EMBTOOLS_FACTORY", default=DEFAULT_FACTORY, show_default=True,
@@ -70,48 +54,48 @@ def main():
                                       "Env: EMBTOOLS_TRAIN_SIZE.")
 @click.option("--gpu", is_flag=True, envvar="EMBTOOLS_GPU",
               help="Build on the GPU with faiss-gpu (an error if it is not installed). Default: CPU.")
-@input_options
 @common_options
-def build(input_file, output_dir, factory, overwrite, model, train_size, gpu, batch_size, skip_invalid, rejects):
+def build(run: RecordRun, output_dir, factory, overwrite, model, train_size, gpu, batch_size):
     """Index embedding records (`id`, `embedding`: floats or base64) from FILE or stdin into the folder DIR.
 
     Vectors are L2-normalized and scored by inner product (cosine similarity). DIR holds index.faiss,
     ids.jsonl (ids in row order) and index.json (what was built).
     """
+    from embtools.index.embedding_checks import EmbeddingChecker
+    from embtools.index.vector_index import build_index
+
     started = time.perf_counter()
     checker = EmbeddingChecker()
-    with reject_sink(skip_invalid, rejects) as sink:
-        records = read_records(input_file, checker, rejects=sink)
-        meta = build_index(records, Path(output_dir), factory, overwrite=overwrite, model=model,
-                           train_size=train_size, gpu=gpu, checker=checker, batch_size=batch_size)
-    info(f"emb-index: {meta['count']} vectors ({meta['dim']}-d, {factory}) indexed into {output_dir} "
-         f"in {time.perf_counter() - started:.1f} s" + skipped_summary(sink))
+    meta = build_index(run.read(checker), Path(output_dir), factory, overwrite=overwrite, model=model,
+                       train_size=train_size, gpu=gpu, checker=checker, batch_size=batch_size)
+    run.summarize(f"{meta['count']} vectors ({meta['dim']}-d, {factory}) indexed into {output_dir} "
+                  f"in {time.perf_counter() - started:.1f} s")
 
 
 @main.command("add")
-@_index_options
+@record_command(reads="file", writes=False)
+@_add_batch_option
 @click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False),
               help="The index folder to extend (replaced atomically by the extended one).")
-@input_options
 @common_options
-def add(input_file, index_dir, batch_size, skip_invalid, rejects):
+def add(run: RecordRun, index_dir, batch_size):
     """Append embedding records from FILE or stdin to an existing index: same dimension, new ids only."""
+    from embtools.index.vector_index import add_to_index, checker_for_index
+
     started = time.perf_counter()
     checker = checker_for_index(Path(index_dir))
-    with reject_sink(skip_invalid, rejects) as sink:
-        records = read_records(input_file, checker, rejects=sink)
-        meta = add_to_index(records, Path(index_dir), checker=checker, batch_size=batch_size)
-    info(f"emb-index: {index_dir} now holds {meta['count']} vectors "
-         f"({time.perf_counter() - started:.1f} s)" + skipped_summary(sink))
+    meta = add_to_index(run.read(checker), Path(index_dir), checker=checker, batch_size=batch_size)
+    run.summarize(f"{index_dir} now holds {meta['count']} vectors ({time.perf_counter() - started:.1f} s)")
 
 
 @main.command("search")
-@click.argument("input_file", metavar="[FILE]", required=False, type=_FILE)
+@record_command(reads="file")
 @click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="The index folder.")
 @click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=10, envvar="EMBTOOLS_TOP_K",
               show_default=True, help="Hits per query. Env: EMBTOOLS_TOP_K.")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None, envvar="EMBTOOLS_NPROBE",
-              help="IVF lists visited per query. Default: the index's, max(32, nlist/8) (at most nlist). Env: EMBTOOLS_NPROBE.")
+              help="IVF lists visited per query. Default: the index's, max(32, nlist/8) (at most nlist). "
+                   "Env: EMBTOOLS_NPROBE.")
 @click.option("--ef-search", type=click.IntRange(min=1), default=None, envvar="EMBTOOLS_EF_SEARCH",
               help=f"HNSW candidate list size. Default: the index's, {DEFAULT_EF_SEARCH}. Env: EMBTOOLS_EF_SEARCH.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=SEARCH_BATCH, show_default=True,
@@ -119,22 +103,18 @@ def add(input_file, index_dir, batch_size, skip_invalid, rejects):
 @click.option("--mmap/--no-mmap", default=True, show_default=True,
               help="Memory-map the index where FAISS allows it, instead of reading it into memory.")
 @click.option("--gpu", is_flag=True, envvar="EMBTOOLS_GPU", help="Search on the GPU with faiss-gpu. Default: CPU.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="Write to FILE (atomically). Default: stdout.")
-@input_options
 @common_options
-def search(input_file, index_dir, k, nprobe, ef_search, batch_size, mmap, gpu, output, skip_invalid, rejects):
+def search(run: RecordRun, index_dir, k, nprobe, ef_search, batch_size, mmap, gpu):
     """Search the index for query embedding records from FILE or stdin; write one hits record per query:
     `id` (the query's), `hits`: [{"id", "score"}] best first, and the query's other fields but `embedding`."""
+    from embtools.index.embedding_checks import EmbeddingChecker
+    from embtools.index.vector_index import VectorIndex, search_records
+
     started = time.perf_counter()
     index = VectorIndex.load(Path(index_dir), mmap=mmap, nprobe=nprobe, ef_search=ef_search, gpu=gpu)
     checker = EmbeddingChecker(index.dim, unique=False)
-    with reject_sink(skip_invalid, rejects) as sink:
-        records = read_records(input_file, checker, rejects=sink)
-        with record_output(output) as stream:
-            count = write_records(search_records(records, index, k, checker=checker, batch_size=batch_size),
-                                  stream)
-    info(f"emb-index: {count} queries searched in {time.perf_counter() - started:.1f} s" + skipped_summary(sink))
+    count = run.write(search_records(run.read(checker), index, k, checker=checker, batch_size=batch_size))
+    run.summarize(f"{count} queries searched in {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

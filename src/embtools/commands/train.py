@@ -8,15 +8,25 @@ from pathlib import Path
 
 import click
 
-from embtools.cli import EmbtoolsCommand, common_options, info, input_options
+from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
+from embtools.command_runner import RecordRun, record_command
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
+from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.records.jsonl import reject_sink, skipped_summary
+from embtools.train.data import parse_source
+from embtools.train.deepspeed_configs import BUNDLED
 from embtools.train.precision import MIXED_PRECISIONS
 
 
+def _deepspeed_name(value: str) -> str:
+    if value not in BUNDLED and not Path(value).is_file():
+        raise EmbtoolsError(f"--deepspeed {value}: not {', '.join(BUNDLED)} or a JSON file")
+    return value
+
+
 @click.command(cls=EmbtoolsCommand, name="emb-train")
-@click.argument("inputs", nargs=-1, metavar="[FILE[:WEIGHT]]...")
+@record_command(reads="own", writes=False)
+@click.argument("inputs", nargs=-1, metavar="[FILE[:WEIGHT]]...", type=ParsedBy(parse_source, "file[:weight]"))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (appears when training is complete). Required unless --estimate-memory.")
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
@@ -64,6 +74,7 @@ from embtools.train.precision import MIXED_PRECISIONS
               show_default=True, help="Train with N processes under accelerate launch (GPUs, or CPU with gloo); "
                                       "negatives are gathered across processes.")
 @click.option("--deepspeed", "deepspeed_name", default=None, metavar="zero2|zero3|PATH",
+              type=ParsedBy(_deepspeed_name, "deepspeed"),
               help="DeepSpeed ZeRO with a bundled config or a JSON file. Default: none (plain DDP).")
 @click.option("--merge", is_flag=True, help="Write merged full weights instead of the LoRA adapter.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT folder.")
@@ -74,26 +85,25 @@ from embtools.train.precision import MIXED_PRECISIONS
 @click.option("--no-memory-check", is_flag=True, envvar="EMBTOOLS_NO_MEMORY_CHECK",
               help="Train even if the memory estimate exceeds the GPU's memory. Default: refuse before loading "
                    "(checked on GPUs only). Env: EMBTOOLS_NO_MEMORY_CHECK.")
-@input_options
 @common_options
-def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
+def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
          mini_batch_size, gradient_accumulation_steps, epochs, max_steps, lr, warmup_steps, weight_decay, seed,
          max_length, query_max_length, mixed_precision, gradient_checkpointing, same_task_batches,
          no_mask_false_negatives, save_every, checkpoint_dir, resume, num_processes, deepspeed_name, merge,
-         overwrite, trust_remote_code, estimate_memory, no_memory_check, skip_invalid, rejects):
+         overwrite, trust_remote_code, estimate_memory, no_memory_check):
     """Fine-tune MODEL into an embedding model on example records (`instruction`, `query`, `positive`,
     `negative` or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch, `FILE:2` repeats it.
 
     Writes OUTPUT (a PEFT adapter or merged weights, loadable by emb-encode and sentence-transformers) and one
     JSON summary line on stdout.
     """
-    from embtools.train.data import parse_source
-
     if estimate_memory:
         return _print_memory_estimate(locals())
     if output is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
-    sources = [parse_source(a) for a in inputs or ("-",)]
+    sources = list(inputs) or [parse_source("-")]
+    if batch_size % num_processes:
+        raise click.UsageError(f"--batch-size {batch_size} does not split over --num-processes {num_processes}")
     if (num_processes > 1 or deepspeed_name) and not is_launched():
         if any(s.path is None for s in sources):
             raise click.UsageError("--num-processes and --deepspeed need FILE inputs (every process reads them)")
@@ -101,15 +111,13 @@ def main(inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, te
     if not no_memory_check:
         _check_memory(locals())
     if gradient_accumulation_steps > 1:
-        info("emb-train: warning: gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees "
-             "only its own examples); raise --batch-size and bound memory with --mini-batch-size instead")
-    config = _config(locals(), sources)
-    with reject_sink(skip_invalid, rejects if is_main_process() else None) as sink:
-        summary = _train(config, sink)
-        if is_main_process():
-            info(f"emb-train: {summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
-                 f"{summary['seconds']} s; wrote {output}" + skipped_summary(sink))
-            click.echo(json.dumps(summary))
+        warning("gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees only its own "
+                "examples); raise --batch-size and bound memory with --mini-batch-size instead")
+    summary = _train(_config(locals(), sources), run.input_rejects)
+    run.summarize(f"{summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
+                  f"{summary['seconds']} s; wrote {output}")
+    if is_main_process():
+        click.echo(json.dumps(summary))
 
 
 def _run_shape(options: dict):
@@ -123,13 +131,12 @@ def _print_memory_estimate(options: dict) -> None:
 
     estimate = estimate_for_model(options["model"], _run_shape(options))
     if is_main_process():
-        info(estimate.table())
+        click.echo(estimate.table(), err=True)
         click.echo(json.dumps({"model": options["model"], **estimate.record()}))
 
 
 def _check_memory(options: dict) -> None:
     """In each training process (the launcher itself never touches CUDA), before anything loads."""
-    from embtools.errors import EmbtoolsError
     from embtools.train.memory_estimate import check_model_fits, cuda_device_memory
 
     try:

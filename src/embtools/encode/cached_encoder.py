@@ -7,14 +7,16 @@ asked. `encoded` and `reused` count texts sent to the model and texts served fro
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
 
-from embtools.cli import info
 from embtools.encode.embedding_cache import EmbeddingCache, model_fingerprint, text_key
 from embtools.encode.encoder import Encoder, EncodeSettings, default_device, resolve_dtype
 from embtools.models.loading import ModelSpec, inspect_model
+
+log = logging.getLogger("embtools")
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -47,7 +49,7 @@ class CachedEncoder:
     def encoder(self) -> Encoder:
         """The model, loaded on first use."""
         if self._encoder is None:
-            info(f"emb-eval: loading {self.spec.name} ({self.pooling} pooling, {self.dtype})")
+            log.info(f"loading {self.spec.name} ({self.pooling} pooling, {self.dtype})")
             self._encoder = Encoder(self.spec, self.settings)
         return self._encoder
 

@@ -126,8 +126,6 @@ def _mteb(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
     from embtools.evaluate.mteb_encoder import MtebEncoder, instruction_rule
     from embtools.evaluate.mteb_tasks import mteb_task, run_task
 
-    if options.max_corpus or options.max_queries:
-        raise EmbtoolsError(f"mteb:{source.name}: --max-corpus and --max-queries apply to local folders only")
     task = mteb_task(source.name)
     if options.split not in task.metadata.eval_splits:
         raise EmbtoolsError(f"mteb:{source.name}: no split {options.split!r} (it has: "

@@ -17,12 +17,11 @@ from functools import lru_cache
 import numpy as np
 
 from embtools.filter.near_duplicates import NearDuplicateIndex
-from embtools.records.examples import filter_meta, text
+from embtools.records.examples import DUPLICATE_FIELDS, filter_meta, text
 from embtools.records.jsonl import Record
 from embtools.records.text_keys import digest64, match_key
 
 DUPLICATE, NEAR_DUPLICATE = "duplicate", "near-duplicate"
-DEFAULT_FIELDS = ("query", "positive")
 _MASK60 = (1 << 60) - 1
 
 
@@ -45,7 +44,7 @@ class ExactDuplicateCheck:
 
     name = "exact-duplicates"
 
-    def __init__(self, fields: tuple[str, ...] = DEFAULT_FIELDS):
+    def __init__(self, fields: tuple[str, ...] = DUPLICATE_FIELDS):
         self.fields = fields
         self.seen: set[int] = set()
         self._last: tuple[Record | None, int] = (None, 0)  # the record last checked and its key, for remember()
@@ -71,7 +70,7 @@ class NearDuplicateCheck:
     name = "near-duplicates"
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 64, shingle_size: int = 3,
-                 fields: tuple[str, ...] = DEFAULT_FIELDS):
+                 fields: tuple[str, ...] = DUPLICATE_FIELDS):
         self.index = NearDuplicateIndex(threshold, num_perm, shingle_size)
         self.fields = fields
         self._bands: dict[int, list[int] | None] = {}

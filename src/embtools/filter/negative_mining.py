@@ -12,6 +12,7 @@ live on disk (mining_pool.TextPool) and its vectors in a FAISS flat inner-produc
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -22,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from embtools.cli import info
 from embtools.filter.mining_pool import TextPool, candidate_texts
 from embtools.instructions import model_takes_instructions, with_instruction
 from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.records.examples import filter_meta, text
 from embtools.records.jsonl import Record, RejectSink, dump_record
 from embtools.records.text_keys import key_digest
+
+log = logging.getLogger("embtools")
 
 INCONSISTENT = "inconsistent-negative"
 
@@ -109,7 +111,7 @@ class NegativeMiner:
             for source in self.settings.candidate_sources:
                 for value in candidate_texts(source):
                     self.pool.add(value)
-            info(f"emb-filter: encoding {len(self.pool)} candidate texts with {self.settings.model} for mining")
+            log.info(f"encoding {len(self.pool)} candidate texts with {self.settings.model} for mining")
             index = self._build_index()
             spool.seek(0)
             lines = (orjson.loads(line) for line in spool)
@@ -195,7 +197,7 @@ class NegativeMiner:
     def report(self) -> str:
         """The window used and what it gave, one paragraph for stderr."""
         s, cfg = self.stats, self.settings
-        head = (f"emb-filter: mined negatives with {cfg.model} from {len(self.pool)} candidate texts: ranks "
+        head = (f"mined negatives with {cfg.model} from {len(self.pool)} candidate texts: ranks "
                 f"{cfg.first_rank}-{cfg.last_rank}, score < {cfg.margin:g} x the positive's score; "
                 f"{s.mined} of {s.wanted} examples got one, {s.none_found} had no candidate in the window")
         if not s.mined:

@@ -9,22 +9,24 @@ decontamination, near-duplicates. A check is a callable `record -> reason | None
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from embtools.cli import info
 from embtools.errors import InputError
 from embtools.filter.decontamination import ContaminationIndex, DecontaminationSettings
-from embtools.filter.duplicates import DEFAULT_FIELDS, ExactDuplicateCheck, NearDuplicateCheck
+from embtools.filter.duplicates import ExactDuplicateCheck, NearDuplicateCheck
 from embtools.filter.guidelines import GuidelineCheck, GuidelineSettings
 from embtools.filter.labeled_data import DEFAULT_MIN_SCORE, beir_examples, sts_examples
 from embtools.filter.language import LanguageCheck, LanguageSettings
 from embtools.filter.report import FilterStats
-from embtools.records.examples import schema_problem
+from embtools.records.examples import DUPLICATE_FIELDS, schema_problem
 from embtools.records.jsonl import Record, RejectSink, read_records
+
+log = logging.getLogger("embtools")
 
 
 @dataclass
@@ -35,7 +37,7 @@ class FilterSettings:
     language: bool = True
     near_duplicates: bool = True
     decontaminate: tuple[Path, ...] = ()
-    dedup_fields: tuple[str, ...] = DEFAULT_FIELDS
+    dedup_fields: tuple[str, ...] = DUPLICATE_FIELDS
     near_dup_threshold: float = 0.8
     num_perm: int = 64
     shingle_size: int = 3
@@ -57,7 +59,7 @@ def contamination_index(paths: Iterable[Path], settings: DecontaminationSettings
     index = ContaminationIndex(settings)
     for path in paths:
         count = index.add_source(Path(path))
-        info(f"emb-filter: decontaminating against {count} texts of {path}")
+        log.info(f"decontaminating against {count} texts of {path}")
     return index
 
 

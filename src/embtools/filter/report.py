@@ -50,6 +50,16 @@ class FilterStats:
                 self.lengths[field][word_count(text(record, field))] += 1
 
 
+def summary_lines(stats: FilterStats, rejects: Counter, seconds: float) -> list[str]:
+    """The stderr summary: what was read, kept and rejected (by reason), and what some checks could not judge."""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in rejects.most_common())
+    lines = [f"{stats.read} examples read, {stats.kept} kept, {sum(rejects.values())} rejected"
+             + (f" ({reasons})" if reasons else "") + f" in {seconds:.1f} s"]
+    if stats.notes:
+        lines.append("not checked: " + ", ".join(f"{k} {v}" for k, v in stats.notes.most_common()))
+    return lines
+
+
 def _value_text(value) -> str:
     shown = value if isinstance(value, str) else repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."

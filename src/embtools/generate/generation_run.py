@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -17,9 +16,7 @@ from embtools.generate.job_runner import Budget, Outcome, RunStats, run_jobs
 from embtools.generate.jobs import Job
 from embtools.generate.response_cache import ResponseCache, default_cache_dir
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.records.jsonl import Record, RejectSink, dump_record, record_output
-
-log = logging.getLogger("embtools")
+from embtools.records.jsonl import Record, RejectSink, dump_record
 
 LOCAL_MODEL = DEFAULT_MODEL  # the embedded generator, used when no --base-url / OPENAI_BASE_URL is given
 LOCAL_MAX_NEW_TOKENS = 192
@@ -111,11 +108,11 @@ class OutcomeWriter:
         self.sink.reject(entry, reason)
 
 
-def summary(prog: str, noun: str, writer: OutcomeWriter, retries: int, seconds: float) -> str:
-    """`emb-generate: 18 examples written, 2 rejected (parse_error: 2); 20 calls (5 cached, 3 retries); ...`"""
+def summary(noun: str, writer: OutcomeWriter, retries: int, seconds: float) -> str:
+    """`18 examples written, 2 rejected (parse_error: 2); 20 calls (5 cached, 3 retries); ...`"""
     stats = writer.stats
     rejected = sum(stats.rejected.values())
-    parts = [f"{prog}: {stats.written} {noun} written, {rejected} rejected"
+    parts = [f"{stats.written} {noun} written, {rejected} rejected"
              + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(stats.rejected.items())) + ")" if rejected else "")]
     if writer.duplicates:
         parts.append(f"{writer.duplicates} exact duplicates dropped")
@@ -126,7 +123,7 @@ def summary(prog: str, noun: str, writer: OutcomeWriter, retries: int, seconds: 
     return "; ".join(parts) + f"; {seconds:.1f} s"
 
 
-def dry_run_summary(prog: str, jobs: Iterable[Job], cache: ResponseCache | None,
+def dry_run_summary(jobs: Iterable[Job], cache: ResponseCache | None,
                     completion_tokens: int) -> str:
     """How many calls a run would make and roughly how many tokens (4 characters a token for prompts)."""
     calls = cached = prompt_chars = 0
@@ -138,7 +135,7 @@ def dry_run_summary(prog: str, jobs: Iterable[Job], cache: ResponseCache | None,
         prompt_chars += sum(len(m["content"]) for m in job.request.messages)
     new_calls = calls - cached
     prompt = prompt_chars // 4 + 8 * new_calls  # chat framing adds a few tokens a message
-    return (f"{prog}: dry run: {calls} calls, {cached} already in the cache, {new_calls} to make; about {prompt} "
+    return (f"dry run: {calls} calls, {cached} already in the cache, {new_calls} to make; about {prompt} "
             f"prompt + {new_calls * completion_tokens} completion tokens ({completion_tokens} a call assumed)")
 
 
@@ -155,18 +152,17 @@ def parse_shard(value: str | None) -> tuple[int, int]:
     return index, count
 
 
-def run_to_output(prog: str, noun: str, jobs: Iterable[Job], convert: Converter, settings: GeneratorSettings,
-                  model: str, *, cache: ResponseCache | None, output: str | None, sink: RejectSink,
-                  budget: Budget, dedup_field: str | None = None) -> OutcomeWriter:
-    """Answer the jobs and write their records to `output` (atomic file) or stdout (streamed); log a summary."""
+def run_to_output(noun: str, jobs: Iterable[Job], convert: Converter, settings: GeneratorSettings, model: str, *,
+                  cache: ResponseCache | None, stream: IO[bytes], flush: bool, sink: RejectSink, budget: Budget,
+                  dedup_field: str | None = None) -> str:
+    """Answer the jobs, write their records to `stream` (each flushed with `flush`: streamed to stdout) and the
+    answers that are no records to `sink`; return the summary line."""
     started = time.perf_counter()
     generator = open_generator(settings, model)
     try:
-        with record_output(output) as stream:
-            writer = OutcomeWriter(stream, sink, convert, dedup_field, flush=output in (None, "-"))
-            run_jobs(jobs, generator, cache, concurrency=settings.concurrency, budget=budget, handle=writer)
+        writer = OutcomeWriter(stream, sink, convert, dedup_field, flush=flush)
+        run_jobs(jobs, generator, cache, concurrency=settings.concurrency, budget=budget, handle=writer)
     finally:
         if cache is not None:
             cache.close()
-    log.info(summary(prog, noun, writer, getattr(generator, "retries", 0), time.perf_counter() - started))
-    return writer
+    return summary(noun, writer, getattr(generator, "retries", 0), time.perf_counter() - started)

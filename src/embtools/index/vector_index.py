@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from embtools.errors import EmbtoolsError, InputError
+from embtools.index.defaults import ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH
 from embtools.index.embedding_checks import EmbeddingChecker, Id, checked_records
 from embtools.index.folder import (
     FORMAT,
@@ -42,10 +43,6 @@ except ImportError:  # neither extra (`cpu`: faiss-cpu, `gpu`: faiss-gpu) is ins
 
 log = logging.getLogger("embtools")
 
-DEFAULT_FACTORY = "Flat"
-DEFAULT_TRAIN_SIZE = 100_000
-DEFAULT_EF_SEARCH = 64
-ADD_BATCH, SEARCH_BATCH = 4096, 1024
 POINTS_PER_CENTROID = 39  # below this many training points per centroid faiss warns that k-means is starved
 
 
@@ -133,7 +130,7 @@ def _check_training_points(index: faiss.Index, count: int) -> None:
                              "or a smaller size in --factory")
         wanted = POINTS_PER_CENTROID * centroids
         if count < wanted:
-            log.warning(f"emb-index: warning: training {centroids} {what} on {count} vectors (faiss wants {wanted}); "
+            log.warning(f"training {centroids} {what} on {count} vectors (faiss wants {wanted}); "
                         "recall may suffer, a smaller size in --factory fits better")
             params.min_points_per_centroid = 1  # we said it once; keep faiss from repeating it per sub-quantizer
 
@@ -281,7 +278,7 @@ def _read_faiss(path: Path, mmap: bool) -> faiss.Index:
         try:
             return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:
-            log.debug("emb-index: this index type cannot be memory-mapped; reading it into memory")
+            log.debug("this index type cannot be memory-mapped; reading it into memory")
     try:
         return faiss.read_index(str(path))
     except RuntimeError as exc:

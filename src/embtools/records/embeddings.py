@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import binascii
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pybase64
 
 from embtools.errors import InputError
 from embtools.records.jsonl import Record, require_id
+
+if TYPE_CHECKING:  # numpy is imported where vectors are handled: commands read ENCODINGS for --help without it
+    import numpy as np
 
 ENCODINGS = ("float", "base64")
 
 
 def encode_vector(vector: np.ndarray, encoding: str) -> Any:
     """The JSON value for one vector: a float list (numpy array, serialized by orjson) or a base64 string."""
+    import numpy as np
+
     vector = np.asarray(vector, dtype=np.float32)
     if encoding == "base64":
         return pybase64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
@@ -29,6 +33,8 @@ def encode_vector(vector: np.ndarray, encoding: str) -> Any:
 
 def decode_vector(value: Any) -> np.ndarray:
     """A float32 vector from a record's `embedding`; InputError for anything that is not a finite vector."""
+    import numpy as np
+
     if isinstance(value, str):
         try:
             raw = pybase64.b64decode(value, validate=True)
@@ -55,11 +61,15 @@ def _all_finite(vector: np.ndarray) -> bool:
     """No NaN or infinity in the vector. A finite sum of squares proves it in one BLAS call (a NaN or an infinity
     makes it NaN or inf; vdot, unlike dot, raises no overflow warning); only when it is not, which huge finite
     values can also cause, is every value checked."""
+    import numpy as np
+
     return math.isfinite(np.vdot(vector, vector)) or bool(np.isfinite(vector).all())
 
 
 def _numbers(values: list | np.ndarray) -> np.ndarray:
     """A float32 vector from a JSON list, checked in C: numpy infers an int or float dtype only for numbers."""
+    import numpy as np
+
     try:
         array = np.asarray(values)
     except ValueError:  # ragged nesting

@@ -16,6 +16,7 @@ from embtools.instructions import TASK_TYPES
 from embtools.records.jsonl import Record
 
 TEXT_FIELDS = ("instruction", "query", "positive")
+DUPLICATE_FIELDS = ("query", "positive")  # the fields whose texts make two examples duplicates, unless told otherwise
 SCHEMA = "schema"
 
 

@@ -30,8 +30,10 @@ MAX_NESTING = 200
 _BOM = b"\xef\xbb\xbf"
 
 
-def open_input(source: str | Path | None) -> IO[bytes]:
-    """A binary stream for FILE, or stdin for `-` / None."""
+def open_input(source: str | Path | IO[bytes] | None) -> IO[bytes]:
+    """A binary stream for FILE, or stdin for `-` / None; a stream already open is returned as it is."""
+    if hasattr(source, "read"):
+        return source
     if source is None or str(source) == "-":
         return sys.stdin.buffer
     try:
@@ -103,34 +105,15 @@ def reason_kind(reason: str) -> str:
     return re.sub(r"\d+", "N", re.sub(r"\bid .*$", "id", kind))
 
 
-@contextmanager
-def reject_sink(skip_invalid: bool, rejects: str | Path | None) -> Iterator[RejectSink | None]:
-    """The RejectSink of `--skip-invalid` / `--rejects FILE`, or None (stop at the first bad record)."""
-    if not (skip_invalid or rejects):
-        yield None
-        return
-    if not rejects:
-        yield RejectSink()
-        return
-    with atomic_file(Path(rejects)) as stream:
-        yield RejectSink(stream)
-
-
-def skipped_summary(sink: RejectSink | None) -> str:
-    """`; N skipped (reason: count, ...)` for a summary line, or nothing when nothing was skipped."""
-    if not (sink and sink.total):
-        return ""
-    return f"; {sink.total} skipped (" + ", ".join(f"{k}: {v}" for k, v in sink.counts.items()) + ")"
-
-
 def read_records(
-    source: str | Path | None,
+    source: str | Path | IO[bytes] | None,
     validate: Validator | None = None,
     rejects: RejectSink | None = None,
 ) -> Iterator[Record]:
     """Yield validated records from a JSONL file or stdin.
 
-    Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number. With `rejects` given (the `--skip-invalid` mode) a bad line is counted and skipped; without, it raises InputError.
+    Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number. With
+    `rejects` given (the `--skip-invalid` mode) a bad line is counted and skipped; without, it raises InputError.
     """
     stream = open_input(source)
     try:

@@ -211,7 +211,7 @@ def resume_from(config: TrainConfig, work_dir: Path, model, optimizer, scheduler
     checkpoint = latest_checkpoint(work_dir) if config.resume else None
     if checkpoint is None:
         if config.resume:
-            log.info(f"emb-train: no checkpoint in {work_dir}; starting from step 0")
+            log.info(f"no checkpoint in {work_dir}; starting from step 0")
         return 0
     check_compatible(read_state(checkpoint), config.data_meta())
     if config.deepspeed:
@@ -219,7 +219,7 @@ def resume_from(config: TrainConfig, work_dir: Path, model, optimizer, scheduler
         scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
     else:
         step = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, rank())
-    log.info(f"emb-train: resumed from {checkpoint} (step {step})")
+    log.info(f"resumed from {checkpoint} (step {step})")
     return step
 
 
@@ -285,7 +285,7 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     work_dir = config.checkpoint_dir or config.output.with_name(config.output.name + ".checkpoints")
     if main:
         work_dir.mkdir(parents=True, exist_ok=True)
-        log.info(f"emb-train: {sum(map(len, pools))} examples, {plan.total_steps} steps of {config.batch_size} "
+        log.info(f"{sum(map(len, pools))} examples, {plan.total_steps} steps of {config.batch_size} "
                  f"on {world_size()} process(es), mixed precision {config.mixed_precision}; {parameters}")
     state = RunState(step=resume_from(config, work_dir, model, optimizer, scheduler, accelerator))
     if state.step == 0:
