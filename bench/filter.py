@@ -4,7 +4,8 @@
 
 Input: generated-like example records streamed from a seeded generator (never held in memory): task types in the
 paper's shares (Fig. 2), documents of {num_words} in {50..500} words (Table 8) drawn from a 30k-word Zipf vocabulary,
-short queries, labels from a set of 12, 2% exact duplicates (case and spacing changed) and 2% near-duplicates (one word changed).
+short queries, labels from a set of 12, 2% exact duplicates (case and spacing changed) and 2% near-duplicates
+(one word changed).
 Ours: `filter_examples` with the schema, guideline, exact-duplicate and near-duplicate checks (batched numpy MinHash,
 64 permutations, datasketch's band layout for threshold 0.8, a compact band table).
 Baseline: the same schema, guideline and exact checks, then datasketch used as its README shows: a MinHash per record

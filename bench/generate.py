@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/generate.py [--requests 400] [--concurrency 16] [--latency 0.2]
 
-The server (tests/chat_server.py, a real HTTP server on 127.0.0.1, in its own process) answers every chat completion after --latency
+The server (tests/chat_server.py, a real HTTP server on 127.0.0.1, in its own process) answers every chat completion
+after --latency
 seconds. With C requests in flight the best possible rate is C / latency (16 / 0.2 s = 80 requests/s). We run the
 library path emb-generate uses (jobs -> JobRunner with the response cache off -> ChatClient -> records written in
 input order) for --requests sts examples and report requests/s and the ratio to that ideal (target >= 0.9). A second,

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/index.py [--n 100000] [--dim 384] [--queries 2000] [--factory Flat] [--repeat 3]
 
-Four comparisons, each the best of --repeat runs per side (the sides alternating), printed as a table with the ratio ours / faiss:
+Four comparisons, each the best of --repeat runs per side (the sides alternating), printed as a table with the ratio
+ours / faiss:
 - library, in memory: `build_index` vs faiss on the same embedding records (decode base64, stack, normalize, add,
   write), and `VectorIndex.search` vs faiss `search` on the same float32 query matrix;
 - CLI, from files: `emb-index -o DIR` and `emb-index search` as subprocesses on JSONL files (base64 vectors) vs a

@@ -91,7 +91,8 @@ class KillReport:
 
 
 def _popen(command: list[str], env: dict[str, str], stdin: Path | None) -> subprocess.Popen:
-    return subprocess.Popen(command, env={**os.environ, **env}, stdin=open(stdin, "rb") if stdin else subprocess.DEVNULL,
+    return subprocess.Popen(command, env={**os.environ, **env},
+                            stdin=open(stdin, "rb") if stdin else subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 

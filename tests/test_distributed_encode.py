@@ -10,7 +10,8 @@ from conftest import REPO, write_jsonl
 
 
 def test_two_processes_match_one_in_order_from_stdin(tmp_path, sts_dev):
-    records = [{"id": i if i % 2 else f"t{i}", "text": p["sentence2"], "meta": {"n": i}} for i, p in enumerate(sts_dev[:150])]
+    records = [{"id": i if i % 2 else f"t{i}", "text": p["sentence2"], "meta": {"n": i}}
+               for i, p in enumerate(sts_dev[:150])]
     source = write_jsonl(tmp_path / "in.jsonl", records)
     command = [str(REPO / "bin" / "emb-encode"), "--model", "minilm-l6", "--chunk-size", "16"]
     single = subprocess.run(command + [str(source)], capture_output=True, timeout=600)

@@ -68,7 +68,8 @@ def test_new_filtered_examples_redo_training_and_what_follows_only(tmp_path):
 
 @pytest.mark.parametrize(("missing", "redone"), [
     ("eval/before.jsonl", ["emb-eval", "emb-eval"]),  # the baseline, then the comparison that includes it
-    ("labeled-sts.jsonl", ["emb-filter", "emb-train", "emb-eval", "emb-encode", "emb-index", "emb-encode", "emb-index"]),
+    ("labeled-sts.jsonl",
+     ["emb-filter", "emb-train", "emb-eval", "emb-encode", "emb-index", "emb-encode", "emb-index"]),
     ("search.hits.jsonl", ["emb-encode", "emb-index"]),
 ])
 def test_a_lost_output_redoes_only_what_depends_on_it(tmp_path, missing, redone):

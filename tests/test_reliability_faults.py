@@ -35,7 +35,8 @@ def _run_case(case: FaultCase, seeds: list[int]):
     reference, first_write, total = timed_reference(case)
     assert reference is not None and not temporaries(case.output.parent)
     reports = inject(case, seeds, reference, write_window(first_write, total), after_first_write=True)
-    print(f"{Path(case.command[0]).name} {case.command[1:2]}: reference {total:.1f} s, first write {first_write:.1f} s;",
+    print(f"{Path(case.command[0]).name} {case.command[1:2]}: reference {total:.1f} s, "
+          f"first write {first_write:.1f} s;",
           "; ".join(f"seed {r.seed}: kill at {r.delay:.2f} s -> {r.state if r.killed else 'finished first'}"
                     f"{', left ' + str(len(r.leftovers)) + ' temporaries' if r.leftovers else ''}" for r in reports))
     assert any(r.killed for r in reports), f"no seed killed a running process: {reports}"
@@ -58,7 +59,8 @@ def _same_embeddings(a, b) -> bool:
 
 @pytest.mark.slow
 def test_emb_encode_killed_while_writing_reruns_to_the_same_file(tmp_path, sts_dev):
-    """The reference is computed in this process (same settings, same chunks), which saves a 15-50 s model-loading run."""
+    """The reference is computed in this process (same settings, same chunks), which saves a 15-50 s model-loading
+    run."""
     from embtools.encode.encoder import Encoder, EncodeSettings
     from embtools.encode.stream import embed_records
 

@@ -34,7 +34,8 @@ def _deepspeed_name(value: str) -> str:
 @click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank (paper: 16).")
 @click.option("--lora-alpha", type=float, default=32.0, show_default=True, help="LoRA alpha (e5-mistral's adapter).")
 @click.option("--lora-dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="LoRA dropout.")
-@click.option("--no-lora", is_flag=True, help="Train every weight (for small encoders such as minilm-l6). Default: LoRA.")
+@click.option("--no-lora", is_flag=True,
+              help="Train every weight (for small encoders such as minilm-l6). Default: LoRA.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
               help="InfoNCE temperature (paper: 0.02; scale 50 in sentence-transformers terms).")
 @click.option("--batch-size", type=click.IntRange(min=2), default=2048, show_default=True,
@@ -50,7 +51,8 @@ def _deepspeed_name(value: str) -> str:
               help="Peak learning rate (paper: 1e-4 for 7B; small models want more, e.g. 1e-3 for smollm2-135m).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=100, show_default=True,
               help="Linear warm-up steps (step s of W runs at s/W x lr), then linear decay.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True, help="AdamW weight decay.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True,
+              help="AdamW weight decay.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of LoRA init, data order and dropout.")
 @click.option("--max-length", type=click.IntRange(min=4), default=512, show_default=True,
               help="Tokens per document (EOS included); longer ones are truncated.")

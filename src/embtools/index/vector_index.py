@@ -152,7 +152,8 @@ def _add(index: faiss.Index, rows: list[Record], ids_out: IO[bytes]) -> int:
 
 def _fill(index: faiss.Index, rows: Iterator[Record], ids_out: IO[bytes], train_size: int,
           batch_size: int) -> tuple[int, int]:
-    """Train the index if it needs it (on the first train_size rows), then add every row. Returns (added, trained on)."""
+    """Train the index if it needs it (on the first train_size rows), then add every row.
+    Returns (added, trained on)."""
     added = trained_on = 0
     if not index.is_trained:
         sample = list(islice(rows, train_size))

@@ -94,7 +94,8 @@ def token_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     token_of_byte = np.cumsum(is_start, dtype=np.int32)[inside] - 1
     position = (inside - starts[token_of_byte]) & 63
     contributions = (data[inside].astype(np.uint64) + np.uint64(1)) * _POSITION_KEYS[position]
-    first_byte = (np.cumsum(is_word, dtype=np.int32) - 1)[starts]  # where each token's first byte sits among the word bytes
+    # where each token's first byte sits among the word bytes
+    first_byte = (np.cumsum(is_word, dtype=np.int32) - 1)[starts]
     hashes = np.add.reduceat(contributions, first_byte) if len(inside) else np.zeros(0, dtype=np.uint64)
     hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX
     text_ends = np.cumsum([len(part) + 1 for part in parts])

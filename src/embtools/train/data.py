@@ -79,7 +79,8 @@ def most_common_instruction(pools: list[list[TrainingExample]]) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
-def _sample_epoch(pools: list[list[TrainingExample]], weights: list[float], rng: random.Random) -> list[TrainingExample]:
+def _sample_epoch(pools: list[list[TrainingExample]], weights: list[float],
+                  rng: random.Random) -> list[TrainingExample]:
     chosen: list[TrainingExample] = []
     for pool, weight in zip(pools, weights):
         whole, fraction = int(weight), weight - int(weight)

@@ -39,7 +39,8 @@ def deepspeed_config(name_or_path: str, micro_batch_size: int, mixed_precision: 
         try:
             config = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise EmbtoolsError(f"--deepspeed {name_or_path}: not zero2, zero3 or a readable JSON file ({exc})") from None
+            raise EmbtoolsError(
+                f"--deepspeed {name_or_path}: not zero2, zero3 or a readable JSON file ({exc})") from None
     config["train_micro_batch_size_per_gpu"] = micro_batch_size
     config["gradient_accumulation_steps"] = 1  # emb-train accumulates itself (--gradient-accumulation-steps)
     # DeepSpeed clips the gradient norm at 1.0 unless told otherwise (GRADIENT_CLIPPING_DEFAULT), emb-train without

@@ -20,7 +20,8 @@ _POOLING_FLAGS = {"last": "pooling_mode_lasttoken", "mean": "pooling_mode_mean_t
 
 
 def query_prompt(instruction: str) -> str:
-    """`Instruct: {instruction}\\nQuery: ` - the template with the query left off, as sentence-transformers prepends it."""
+    """`Instruct: {instruction}\\nQuery: ` - the template with the query left off, as sentence-transformers
+    prepends it."""
     return QUERY_TEMPLATE.format(instruction=instruction, text="")
 
 

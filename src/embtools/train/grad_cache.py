@@ -33,7 +33,8 @@ class RandomState:
             yield
 
 
-def embed_without_grad(embed: Callable[[Any], torch.Tensor], chunks: Sequence[Any]) -> tuple[list[torch.Tensor], list[RandomState]]:
+def embed_without_grad(embed: Callable[[Any], torch.Tensor],
+                       chunks: Sequence[Any]) -> tuple[list[torch.Tensor], list[RandomState]]:
     """Each chunk's embeddings (no graph) and the RNG state it was embedded from."""
     vectors, states = [], []
     for chunk in chunks:
@@ -56,10 +57,11 @@ def backward_through_chunks(embed: Callable[[Any], torch.Tensor], chunks: Sequen
 
 def grad_cache_backward(embed: Callable[[Any], torch.Tensor], groups: Sequence[Sequence[Any]],
                         loss_fn: Callable[..., torch.Tensor], backward: Callable[[torch.Tensor], None],
-                        sync: Callable[[bool], contextlib.AbstractContextManager] = lambda last: contextlib.nullcontext()
-                        ) -> torch.Tensor:
+                        sync: Callable[[bool], contextlib.AbstractContextManager] = (
+                            lambda last: contextlib.nullcontext())) -> torch.Tensor:
     """One GradCache step. `groups` holds the chunks of each kind of text (queries, positives, ...);
-    `loss_fn(*embeddings)` gets one tensor per group (None for a group without chunks). Parameter gradients are accumulated; returns the loss."""
+    `loss_fn(*embeddings)` gets one tensor per group (None for a group without chunks). Parameter gradients are
+    accumulated; returns the loss."""
     cached = [embed_without_grad(embed, chunks) for chunks in groups]
     leaves = [torch.cat(vectors).detach().requires_grad_() if vectors else None for vectors, _ in cached]
     loss = loss_fn(*leaves)
