@@ -6,11 +6,11 @@ Python list of tasks; the text depends only on the request (prompt and seed), so
 GET /v1/models lists "test-model". `server.responder = fn(body) -> str` replaces the answers. Every request is logged
 (path, body, Authorization header).
 
-Faults: `server.fault = fn(body, seen) -> name | None`, where `seen` counts earlier requests with the same body:
-`429` (Retry-After: 0), `429ms` (retry-after-ms: 20), `500`, `503`, `400`, `400rf` (refuses response_format), `401`
-(its message echoes the Authorization header, as careless servers do), `slow` (sleeps `slow_seconds` before
-answering), `drop` (closes the connection without a response), `malformed` (200 with prose, no JSON), `bad_body` (a 200 that is not JSON),
-`truncated` (half a JSON object, finish_reason length), `wrong_type` (a value that is a number).
+Faults: `server.fault = fn(body, seen) -> name | None`, where `seen` counts earlier requests with the same body: `429`
+(Retry-After: 0), `429ms` (retry-after-ms: 20), `500`, `503`, `400`, `400rf` (refuses response_format), `401` (its
+message echoes the Authorization header, as careless servers do), `slow` (sleeps `slow_seconds` before answering),
+`drop` (closes the connection without a response), `malformed` (200 with prose, no JSON), `bad_body` (a 200 that is
+not JSON), `truncated` (half a JSON object, finish_reason length), `wrong_type` (a value that is a number).
 """
 
 from __future__ import annotations
