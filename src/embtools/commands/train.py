@@ -116,9 +116,9 @@ def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_drop
         warning("gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees only its own "
                 "examples); raise --batch-size and bound memory with --mini-batch-size instead")
     summary = _train(_config(locals(), sources), run.input_rejects)
-    run.summarize(f"{summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
-                  f"{summary['seconds']} s; wrote {output}")
-    if is_main_process():
+    if is_main_process():  # the summary is rank 0's; the other ranks return an empty one
+        run.summarize(f"{summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
+                      f"{summary['seconds']} s; wrote {output}")
         click.echo(json.dumps(summary))
 
 
