@@ -12,6 +12,7 @@ from embtools.command_runner import RecordRun, record_command
 from embtools.commands.model_options import dtype_option
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import POOLINGS
+from embtools.records.datasets import EVALUATION_SPLIT
 
 if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
     from embtools.encode.cached_encoder import CachedEncoder
@@ -28,7 +29,8 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
                    "Default: the known instruction of the task, for models trained with instructions.")
 @click.option("--no-instruction", is_flag=True, help="Plain texts, no instruction (the default for encoders "
                                                      "without prompts, such as minilm-l6).")
-@click.option("--split", default="test", show_default=True, help="qrels/SPLIT.tsv, SPLIT.jsonl, or the mteb split.")
+@click.option("--split", default=EVALUATION_SPLIT, show_default=True,
+              help="qrels/SPLIT.tsv, SPLIT.jsonl, or the mteb split.")
 @click.option("--max-corpus", type=click.IntRange(min=1), default=None,
               help="Retrieval on N documents: every judged one and a seeded sample of the rest. Default: all.")
 @click.option("--max-queries", type=click.IntRange(min=1), default=None,

@@ -9,6 +9,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.command_runner import RecordRun, record_command
+from embtools.filter import defaults
 from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.models.loading import DTYPES
 from embtools.records.examples import DUPLICATE_FIELDS, TEXT_FIELDS
@@ -48,45 +49,48 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--decontaminate", "decontaminate", multiple=True, type=_PATH, metavar="PATH",
               help="Evaluation data to keep out: STS file, BEIR folder, classification folder; repeatable "
                    "(reasons contaminated-exact, contaminated-ngram). Default: none.")
-@click.option("--decontaminate-split", default="test", show_default=True,
+@click.option("--decontaminate-split", default=defaults.DECONTAMINATE_SPLIT, show_default=True,
               help="The qrels split of --decontaminate BEIR folders whose queries and judged documents count.")
-@click.option("--ngram", type=click.IntRange(2, 255), default=13, show_default=True,
+@click.option("--ngram", type=click.IntRange(2, 255), default=defaults.NGRAM, show_default=True,
               help="Words in a shared run that counts as contamination.")
-@click.option("--min-contamination-words", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--min-contamination-words", type=click.IntRange(min=1), default=defaults.MIN_CONTAMINATION_WORDS,
+              show_default=True,
               help="Short-text allowance: evaluation texts with fewer words never count.")
 @click.option("--dedup-fields", default=",".join(DUPLICATE_FIELDS), show_default=True, callback=_fields,
               help="Fields compared by the duplicate checks.")
-@click.option("--near-dup-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
-              show_default=True,
+@click.option("--near-dup-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=defaults.NEAR_DUP_THRESHOLD, show_default=True,
               help="Estimated Jaccard similarity of word 3-shingles from which texts are near-duplicates.")
-@click.option("--num-perm", type=click.IntRange(8, 256), default=64, show_default=True,
+@click.option("--num-perm", type=click.IntRange(8, 256), default=defaults.NUM_PERM, show_default=True,
               help="MinHash permutations (signature length).")
-@click.option("--length-tolerance", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+@click.option("--length-tolerance", type=click.FloatRange(0, 1), default=defaults.LENGTH_TOLERANCE, show_default=True,
               help="Slack on every asked length: 0.3 passes a 300-word ask from 210 words.")
-@click.option("--short-max-words", type=click.IntRange(min=1), default=40, show_default=True,
+@click.option("--short-max-words", type=click.IntRange(min=1), default=defaults.SHORT_MAX_WORDS, show_default=True,
               help="Longest short-short text (before the tolerance).")
-@click.option("--language-confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+@click.option("--language-confidence", type=click.FloatRange(0, 1), default=defaults.LANGUAGE_CONFIDENCE,
+              show_default=True,
               help="Identifier confidence from which another language is a reject.")
 @click.option("--from-beir", "from_beir", multiple=True, type=click.Path(exists=True, file_okay=False),
               metavar="DIR", help="Also read a BEIR folder's qrels as short-long examples (no negatives); repeatable.")
-@click.option("--split", default="train", show_default=True, help="The qrels split --from-beir reads.")
+@click.option("--split", default=defaults.LABELED_SPLIT, show_default=True, help="The qrels split --from-beir reads.")
 @click.option("--instruction", default=None, help="Instruction of --from-beir examples. Default: the E5 instruction "
               "known for the dataset (SciFact), else required.")
 @click.option("--from-sts", "from_sts", multiple=True, type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Also read an STS file's pairs scoring at least --min-score as sts examples; repeatable.")
-@click.option("--min-score", type=float, default=4.0, show_default=True, help="Lowest STS score --from-sts keeps.")
+@click.option("--min-score", type=float, default=defaults.MIN_STS_SCORE,
+              show_default=True, help="Lowest STS score --from-sts keeps.")
 @click.option("--mine-negatives", is_flag=True, help="Fill missing negatives by mining with --model. Default: off.")
 @click.option("-m", "--model", envvar="EMBTOOLS_MINING_MODEL", default=DEFAULT_MINING_MODEL, show_default=True,
               help="Embedding model for mining: built-in name or folder. Env: EMBTOOLS_MINING_MODEL.")
-@click.option("--negative-ranks", default="10-100", show_default=True, callback=_ranks,
+@click.option("--negative-ranks", default="{}-{}".format(*defaults.NEGATIVE_RANKS), show_default=True, callback=_ranks,
               help="Rank window FIRST-LAST negatives are picked from.")
-@click.option("--negative-margin", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+@click.option("--negative-margin", type=click.FloatRange(0, 1), default=defaults.NEGATIVE_MARGIN, show_default=True,
               help="A mined negative scores below MARGIN x the positive's score (NV-Retriever TopK-PercPos).")
 @click.option("--negatives-from", multiple=True, type=_PATH, metavar="PATH", help="More candidates: a BEIR folder's "
               "corpus or a JSONL text file; repeatable. Default: the examples' texts plus --from-beir corpora.")
 @click.option("--consistency-check", is_flag=True,
               help="With --mine-negatives: reject examples whose positive does not outscore the negative.")
-@click.option("--max-length", type=click.IntRange(min=2), default=256, show_default=True,
+@click.option("--max-length", type=click.IntRange(min=2), default=defaults.MINING_MAX_LENGTH, show_default=True,
               help="Tokens per text when mining.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True, help="Mining model dtype.")
 @common_options

@@ -13,6 +13,7 @@ from embtools.command_runner import RecordRun, record_command
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
+from embtools.train import recipe
 from embtools.train.data import parse_source
 from embtools.train.deepspeed_configs import BUNDLED
 from embtools.train.precision import MIXED_PRECISIONS
@@ -31,30 +32,35 @@ def _deepspeed_name(value: str) -> str:
               help="Model folder to write (appears when training is complete). Required unless --estimate-memory.")
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
               help="Base model: built-in name, HF folder or cached hub id. Env: EMBTOOLS_MODEL.")
-@click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank (paper: 16).")
-@click.option("--lora-alpha", type=float, default=32.0, show_default=True, help="LoRA alpha (e5-mistral's adapter).")
-@click.option("--lora-dropout", type=click.FloatRange(0, 1), default=0.1, show_default=True, help="LoRA dropout.")
+@click.option("--lora-rank", type=click.IntRange(min=1), default=recipe.LORA_RANK, show_default=True,
+              help="LoRA rank (paper: 16).")
+@click.option("--lora-alpha", type=float, default=recipe.LORA_ALPHA, show_default=True,
+              help="LoRA alpha (e5-mistral's adapter).")
+@click.option("--lora-dropout", type=click.FloatRange(0, 1), default=recipe.LORA_DROPOUT, show_default=True,
+              help="LoRA dropout.")
 @click.option("--no-lora", is_flag=True,
               help="Train every weight (for small encoders such as minilm-l6). Default: LoRA.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=recipe.TEMPERATURE,
+              show_default=True,
               help="InfoNCE temperature (paper: 0.02; scale 50 in sentence-transformers terms).")
-@click.option("--batch-size", type=click.IntRange(min=2), default=2048, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=2), default=recipe.BATCH_SIZE, show_default=True,
               help="Examples per contrastive batch, over all processes (paper: 2048).")
-@click.option("--mini-batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--mini-batch-size", type=click.IntRange(min=1), default=recipe.MINI_BATCH_SIZE, show_default=True,
               help="Texts per forward pass (GradCache); bounds memory, not the batch.")
 @click.option("--gradient-accumulation-steps", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batches per optimizer step. Not a substitute for a larger --batch-size (no extra negatives).")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the data.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop after N optimizer steps (cycling over epochs if needed). Default: --epochs.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=recipe.LEARNING_RATE, show_default=True,
               help="Peak learning rate (paper: 1e-4 for 7B; small models want more, e.g. 1e-3 for smollm2-135m).")
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=100, show_default=True,
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=recipe.WARMUP_STEPS, show_default=True,
               help="Linear warm-up steps (step s of W runs at s/W x lr), then linear decay.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True,
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=recipe.WEIGHT_DECAY, show_default=True,
               help="AdamW weight decay.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of LoRA init, data order and dropout.")
-@click.option("--max-length", type=click.IntRange(min=4), default=512, show_default=True,
+@click.option("--seed", type=int, default=recipe.SEED, show_default=True,
+              help="Seed of LoRA init, data order and dropout.")
+@click.option("--max-length", type=click.IntRange(min=4), default=recipe.MAX_LENGTH, show_default=True,
               help="Tokens per document (EOS included); longer ones are truncated.")
 @click.option("--query-max-length", type=click.IntRange(min=4), default=None,
               help="Tokens per query with its instruction. Default: --max-length.")

@@ -15,6 +15,7 @@ from embtools.encode.cached_encoder import CachedEncoder
 from embtools.errors import EmbtoolsError
 from embtools.instructions import TASK_INSTRUCTIONS, model_takes_instructions
 from embtools.records.datasets import (
+    EVALUATION_SPLIT,
     DataSource,
     data_revision,
     load_classification,
@@ -30,7 +31,7 @@ class EvalOptions:
 
     instruction: str | None = None
     use_instruction: bool | None = None
-    split: str = "test"
+    split: str = EVALUATION_SPLIT
     max_corpus: int | None = None
     max_queries: int | None = None
     seed: int = 42

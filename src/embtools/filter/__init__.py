@@ -1,5 +1,6 @@
 """Filter: example records in, trustworthy ones out, each reject with a reason; labeled data and mining.
 
+- `defaults`: every check's default, once (the command line and the settings classes read them).
 - `pipeline`: the ordered record checks and the stream through them.
 - `duplicates` (with `near_duplicates`): exact and MinHash-LSH near-duplicates over the whole stream.
 - `guidelines`: does an example follow the prompt it came from (lengths, difficulty, format).

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from embtools.errors import EmbtoolsError
+from embtools.filter import defaults
 from embtools.records.datasets import (
     TRAIN,
     detect,
@@ -43,10 +44,10 @@ _BATCH = 512
 
 @dataclass
 class DecontaminationSettings:
-    ngram: int = 13
-    min_words: int = 5
+    ngram: int = defaults.NGRAM
+    min_words: int = defaults.MIN_CONTAMINATION_WORDS
     contained_min_words: int = 8
-    split: str = "test"
+    split: str = defaults.DECONTAMINATE_SPLIT
     fields: tuple[str, ...] = ("query", "positive", "negative")
 
 

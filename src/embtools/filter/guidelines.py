@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
+from embtools.filter import defaults
 from embtools.records.examples import placeholder, text
 from embtools.records.jsonl import Record
 from embtools.records.text_keys import match_key, word_count, words
@@ -50,8 +51,8 @@ def word_range(value) -> tuple[float, float] | None:
 
 @dataclass
 class GuidelineSettings:
-    tolerance: float = 0.3
-    short_max_words: int = 40
+    tolerance: float = defaults.LENGTH_TOLERANCE
+    short_max_words: int = defaults.SHORT_MAX_WORDS
     long_min_words: int = 300
 
 

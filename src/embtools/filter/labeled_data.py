@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from embtools.errors import EmbtoolsError
+from embtools.filter import defaults
 from embtools.instructions import STS_INSTRUCTION, TASK_INSTRUCTIONS
 from embtools.records.datasets import judged_texts, load_qrels, qrels_file, sts_pairs, task_name_for
 from embtools.records.jsonl import Record
-
-DEFAULT_MIN_SCORE = 4.0
 
 
 def beir_instruction(folder: Path, instruction: str | None) -> str:
@@ -52,7 +51,7 @@ def beir_examples(folder: Path, split: str = "train", instruction: str | None = 
                                            "query_id": query_id, "doc_id": doc_id}}}
 
 
-def sts_examples(path: Path, min_score: float = DEFAULT_MIN_SCORE, instruction: str = STS_INSTRUCTION,
+def sts_examples(path: Path, min_score: float = defaults.MIN_STS_SCORE, instruction: str = STS_INSTRUCTION,
                  language: str = "English") -> Iterator[Record]:
     """Example records from the pairs of an STS file that score at least `min_score`, in file order."""
     path = Path(path)

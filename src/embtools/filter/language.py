@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
+from embtools.filter import defaults
 from embtools.languages import iso_code
 from embtools.records.examples import placeholder, text
 from embtools.records.jsonl import Record
@@ -38,7 +39,7 @@ def identifier():
 
 @dataclass
 class LanguageSettings:
-    min_confidence: float = 0.9
+    min_confidence: float = defaults.LANGUAGE_CONFIDENCE
     min_chars: int = 20
     max_chars: int = 600  # the identifier reads the first characters only: enough to decide, and fast
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from embtools.filter import defaults
 from embtools.filter.mining_pool import TextPool, candidate_texts
 from embtools.instructions import model_takes_instructions, with_instruction
 from embtools.models.builtin import DEFAULT_MINING_MODEL
@@ -38,11 +39,11 @@ INCONSISTENT = "inconsistent-negative"
 @dataclass
 class MiningSettings:
     model: str = DEFAULT_MINING_MODEL
-    first_rank: int = 10
-    last_rank: int = 100
-    margin: float = 0.95
+    first_rank: int = defaults.NEGATIVE_RANKS[0]
+    last_rank: int = defaults.NEGATIVE_RANKS[1]
+    margin: float = defaults.NEGATIVE_MARGIN
     consistency: bool = False
-    max_length: int = 512
+    max_length: int = defaults.MINING_MAX_LENGTH
     dtype: str = "auto"
     chunk_size: int = 512
     candidate_sources: tuple[Path, ...] = ()

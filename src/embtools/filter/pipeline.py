@@ -17,10 +17,11 @@ from itertools import islice
 from pathlib import Path
 
 from embtools.errors import InputError
+from embtools.filter import defaults
 from embtools.filter.decontamination import ContaminationIndex, DecontaminationSettings
 from embtools.filter.duplicates import ExactDuplicateCheck, NearDuplicateCheck
 from embtools.filter.guidelines import GuidelineCheck, GuidelineSettings
-from embtools.filter.labeled_data import DEFAULT_MIN_SCORE, beir_examples, sts_examples
+from embtools.filter.labeled_data import beir_examples, sts_examples
 from embtools.filter.language import LanguageCheck, LanguageSettings
 from embtools.filter.report import FilterStats
 from embtools.records.examples import DUPLICATE_FIELDS, schema_problem
@@ -38,8 +39,8 @@ class FilterSettings:
     near_duplicates: bool = True
     decontaminate: tuple[Path, ...] = ()
     dedup_fields: tuple[str, ...] = DUPLICATE_FIELDS
-    near_dup_threshold: float = 0.8
-    num_perm: int = 64
+    near_dup_threshold: float = defaults.NEAR_DUP_THRESHOLD
+    num_perm: int = defaults.NUM_PERM
     shingle_size: int = 3
     batch_size: int = 512
     guideline: GuidelineSettings = field(default_factory=GuidelineSettings)
@@ -112,7 +113,7 @@ def filter_examples(records: Iterable[Record], checks: list, sink: RejectSink, s
 
 def input_examples(files: tuple[str, ...], beir: tuple[Path, ...] = (), sts: tuple[Path, ...] = (),
                    sink: RejectSink | None = None, beir_split: str = "train", instruction: str | None = None,
-                   min_score: float = DEFAULT_MIN_SCORE) -> Iterator[Record]:
+                   min_score: float = defaults.MIN_STS_SCORE) -> Iterator[Record]:
     """Example records from FILEs (stdin when there are none and no labeled data is given), then the examples
     converted from BEIR folders and STS files. With several FILEs an error names the file as well as the line."""
     sources = list(files) or ([] if beir or sts else [None])

@@ -1,5 +1,6 @@
 """Index: embedding records in, a FAISS index folder out; queries in, ranked hits out (emb-index).
 
+- `defaults`: the factory string, training size and batch sizes, importable without faiss (for `--help`).
 - `embedding_checks`: decodable vectors, one dimension, unique ids, before anything reaches faiss.
 - `folder`: the index folder's files, its index.json and the checks that refuse a damaged one.
 - `vector_index`: build, append, load and search.

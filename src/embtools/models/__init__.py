@@ -4,5 +4,6 @@
 - `loading`: a built-in name, local folder, hub id or PEFT adapter folder -> model, tokenizer, pooling.
 - `tokenization`: special tokens, truncation that keeps them, the EOS that last-token pooling reads.
 - `pooling`: token vectors -> one text vector (last token, mean, CLS).
+- `random_decoder`: a small randomly initialised Mistral-architecture decoder folder, built offline (gpu-check, tests).
 Out: what `encode`, `train`, `evaluate` and `filter`'s mining use to turn texts into vectors.
 """

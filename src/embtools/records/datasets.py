@@ -24,6 +24,7 @@ from embtools.records.jsonl import parse_line, read_records, require_string
 
 # The file names of the two folder formats.
 CORPUS, QUERIES, QRELS = "corpus.jsonl", "queries.jsonl", "qrels"
+EVALUATION_SPLIT = "test"  # the split evaluated, and kept out of training data, unless told otherwise
 TRAIN = "train.jsonl"  # a classification folder's training texts; every other file is a split to evaluate
 
 _SPLIT_NAMES = {"train", "dev", "validation", "val", "test"}
@@ -76,7 +77,7 @@ def task_name_for(path: Path) -> str:
 def split_of_file(path: Path) -> str:
     """An STS file's split, from its name: `dev.jsonl` -> validation; any other name counts as test."""
     stem = path.name.split(".")[0].lower()
-    return _SPLIT_ALIASES.get(stem, stem) if stem in _SPLIT_NAMES else "test"
+    return _SPLIT_ALIASES.get(stem, stem) if stem in _SPLIT_NAMES else EVALUATION_SPLIT
 
 
 def detect(argument: str) -> DataSource:

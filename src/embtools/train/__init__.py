@@ -1,5 +1,7 @@
 """Train: example records in, a LoRA-tuned embedding model folder out (emb-train).
 
+- `recipe`: the defaults of the paper's recipe (temperature, batch, learning rate, LoRA), once.
+- `precision`: what `--mixed-precision auto` means on this machine.
 - `data`: example records -> training triples, and the seeded order of batches.
 - `lora`: the model to train: the bare transformer with LoRA adapters, gradient checkpointing.
 - `text_batches`: texts -> padded token tensors -> pooled vectors, as the encoder embeds them.
@@ -9,6 +11,6 @@
 - `deepspeed_configs`: the bundled ZeRO-2/ZeRO-3 configs.
 - `optimizer`: AdamW and the warm-up / linear-decay schedule.
 - `memory_estimate`: the per-GPU peak memory of a run, term by term, from config.json (`--estimate-memory`).
-- `loop`: the training loop, top to bottom, on one process, DDP or DeepSpeed.
+- `loop`: the training loop, top to bottom, on one process, DDP or DeepSpeed (GradCache under each).
 - `export`: the output folder that emb-encode, emb-eval and sentence-transformers load.
 """

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from embtools import distributed
 from embtools.distributed import rank, world_size
+from embtools.train import recipe
 
 
 @dataclass
@@ -61,7 +62,7 @@ def gather_plain(tensor: torch.Tensor) -> torch.Tensor:
 class InfoNCELoss:
     """`loss(queries, positives, negatives, keys)`: mean InfoNCE over this rank's queries (embeddings [B, d])."""
 
-    def __init__(self, temperature: float = 0.02, mask_false_negatives: bool = True):
+    def __init__(self, temperature: float = recipe.TEMPERATURE, mask_false_negatives: bool = True):
         self.temperature = temperature
         self.mask_false_negatives = mask_false_negatives
 

@@ -28,6 +28,7 @@ from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import inspect_model
 from embtools.records.atomic import atomic_dir, check_output_dir
 from embtools.records.jsonl import RejectSink
+from embtools.train import recipe
 from embtools.train.checkpoint import (
     check_compatible,
     latest_checkpoint,
@@ -65,17 +66,17 @@ class TrainConfig:
     sources: list[DataSource]
     model: str = DEFAULT_MODEL
     lora: LoraSettings | None = field(default_factory=LoraSettings)
-    temperature: float = 0.02
-    batch_size: int = 2048
-    mini_batch_size: int = 16
+    temperature: float = recipe.TEMPERATURE
+    batch_size: int = recipe.BATCH_SIZE
+    mini_batch_size: int = recipe.MINI_BATCH_SIZE
     max_steps: int | None = None
     epochs: int = 1
-    lr: float = 1e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    seed: int = 42
-    query_max_length: int = 512
-    document_max_length: int = 512
+    lr: float = recipe.LEARNING_RATE
+    warmup_steps: int = recipe.WARMUP_STEPS
+    weight_decay: float = recipe.WEIGHT_DECAY
+    seed: int = recipe.SEED
+    query_max_length: int = recipe.MAX_LENGTH
+    document_max_length: int = recipe.MAX_LENGTH
     mixed_precision: str = "auto"  # resolved on construction (train/precision.py): no, fp16 or bf16
     gradient_checkpointing: bool = False
     same_task_batches: bool = False

@@ -9,15 +9,16 @@ from typing import Any
 
 from embtools.errors import EmbtoolsError
 from embtools.models.loading import ModelSpec, peft_wrapping
+from embtools.train import recipe
 
 log = logging.getLogger("embtools")
 
 
 @dataclass
 class LoraSettings:
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.1
+    rank: int = recipe.LORA_RANK
+    alpha: float = recipe.LORA_ALPHA
+    dropout: float = recipe.LORA_DROPOUT
     target_modules: str = "all-linear"
 
 
