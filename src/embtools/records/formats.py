@@ -84,7 +84,8 @@ class ParquetRows:
         import pyarrow.parquet
 
         try:
-            self._file = pyarrow.parquet.ParquetFile(stream)
+            # pre_buffer (pyarrow's default) reads every row group's columns ahead: the whole file, before row 1
+            self._file = pyarrow.parquet.ParquetFile(stream, pre_buffer=False)
         except (OSError, ValueError) as exc:
             raise InputError(f"not a readable Parquet file ({exc})") from None
         schema = self._file.schema_arrow
