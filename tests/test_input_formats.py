@@ -20,6 +20,14 @@ from embtools.commands.encode import main as emb_encode
 from embtools.commands.filter import main as emb_filter
 from embtools.commands.index import main as emb_index
 from embtools.errors import InputError
+from embtools.records.datasets import (
+    detect,
+    evaluation_files,
+    load_classification,
+    load_retrieval,
+    load_sts,
+    split_of_file,
+)
 from embtools.records.jsonl import RejectSink, read_records
 
 FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet")
@@ -225,3 +233,40 @@ def test_a_parquet_column_with_no_json_form_is_named_in_the_error(tmp_path):
                    tmp_path / "durations.parquet")
     with pytest.raises(InputError, match=r'column "took": Parquet type duration\[s\] has no JSON form'):
         list(read_records(tmp_path / "durations.parquet"))
+
+
+def test_a_beir_folder_may_hold_compressed_and_parquet_files(tmp_path):
+    """BEIR on the hub ships corpus.jsonl.gz: the SciFact folder with its corpus gzipped and its queries in
+    Parquet reads exactly as the JSONL folder does."""
+    folder = tmp_path / "scifact"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "qrels" / "test.tsv").write_bytes((DATA / "scifact" / "qrels" / "test.tsv").read_bytes())
+    (folder / "corpus.jsonl.gz").write_bytes(gzip.compress((DATA / "scifact" / "corpus.jsonl").read_bytes()))
+    pq.write_table(pa.Table.from_pylist(read_jsonl(DATA / "scifact" / "queries.jsonl")), folder / "queries.parquet")
+    source = detect(str(folder))
+    assert (source.kind, source.name) == ("retrieval", "SciFact")
+    assert load_retrieval(folder, "test") == load_retrieval(DATA / "scifact", "test")
+
+
+def test_sts_and_classification_data_may_come_compressed_or_in_parquet(tmp_path):
+    pairs = read_jsonl(DATA / "stsbenchmark" / "dev.jsonl")
+    (tmp_path / "stsbenchmark").mkdir()
+    sts_file = write_formats(tmp_path / "stsbenchmark", "dev", pairs)["jsonl.zst"]
+    source = detect(str(sts_file))
+    assert (source.kind, source.name, split_of_file(sts_file)) == ("sts", "STSBenchmark", "validation")
+    assert load_sts(sts_file) == load_sts(DATA / "stsbenchmark" / "dev.jsonl")
+
+    labelled = [{"text": p["sentence1"], "label": "similar" if p["score"] >= 2.5 else "different"} for p in pairs]
+    folder = tmp_path / "similarity"
+    folder.mkdir()
+    train = write_formats(folder, "train", labelled[:1000])
+    test = write_formats(folder, "test", labelled[1000:])
+    for path in (train["jsonl"], train["jsonl.gz"], train["jsonl.zst"], test["jsonl"], test["jsonl.zst"],
+                 test["parquet"]):
+        path.unlink()  # left: train.parquet, test.jsonl.gz
+    assert detect(str(folder)).kind == "classification"
+    assert evaluation_files(folder) == [folder / "test.jsonl.gz"]
+    data = load_classification(folder, "test")
+    assert data.train_texts == [r["text"] for r in labelled[:1000]]
+    assert (data.test_texts, data.test_labels) == ([r["text"] for r in labelled[1000:]],
+                                                   [r["label"] for r in labelled[1000:]])

@@ -30,6 +30,19 @@ _DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error)
 _ROWS_PER_BATCH = 256
 
 
+def record_stem(name: str) -> str:
+    """A data file's name without its record suffix: `dev.jsonl.gz` -> dev; a name without one is kept."""
+    return next((name[:-len(suffix)] for suffix in RECORD_SUFFIXES if name.endswith(suffix)), name)
+
+
+def record_file(path: Path) -> Path:
+    """`folder/corpus.jsonl` as it is, or the first of `corpus.jsonl.gz`, `corpus.jsonl.zst`, `corpus.parquet`
+    beside it that exists; `path` itself when none does (so that errors name the usual file)."""
+    stem = record_stem(path.name)
+    return next((candidate for suffix in RECORD_SUFFIXES if (candidate := path.with_name(stem + suffix)).is_file()),
+                path)
+
+
 def detect_format(stream: IO[bytes]) -> str:
     """JSONL, GZIP, ZSTD or PARQUET from the stream's first bytes, checked against its file name (if it has one).
     The bytes are peeked, not consumed."""
