@@ -151,6 +151,13 @@ def test_truncated_compressed_input_is_a_one_line_error(tmp_path, embeddings, ki
     assert err[-1].startswith("emb-index: error: line ") and f"{name} data is truncated or damaged" in err[-1]
 
 
+def test_a_truncated_parquet_file_is_a_one_line_error(tmp_path, embeddings):
+    path = write_formats(tmp_path, "embeddings", embeddings)["parquet"]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    code, _, err = run_cli(emb_index, ["-o", tmp_path / "ix", path])
+    assert code == 1 and err[-1].startswith("emb-index: error: not a readable Parquet file (")
+
+
 def test_a_name_that_disagrees_with_the_content_is_an_error(tmp_path, scifact_texts):
     path = write_jsonl(tmp_path / "texts.jsonl.gz", scifact_texts)
     with pytest.raises(InputError, match="its name says gzip, but it holds jsonl data"):

@@ -76,7 +76,7 @@ def text_lines(stream: IO[bytes], kind: str) -> Iterator[bytes]:
     try:
         yield from _decompressed(stream, kind)
     except _DECOMPRESSION_ERRORS as exc:
-        raise InputError(f"{kind} data is truncated or damaged ({exc})") from None
+        raise InputError(f"{kind} data is truncated or damaged ({_first_line(exc)})") from None
 
 
 def _decompressed(stream: IO[bytes], kind: str) -> IO[bytes]:
@@ -85,6 +85,11 @@ def _decompressed(stream: IO[bytes], kind: str) -> IO[bytes]:
     import pyarrow  # zstd comes with pyarrow (already needed for Parquet); imported only when used
 
     return io.BufferedReader(pyarrow.CompressedInputStream(pyarrow.PythonFile(stream, mode="r"), "zstd"))
+
+
+def _first_line(exc: Exception) -> str:
+    """A library's message, cut to its first line: errors are one line."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 class ParquetRows:
@@ -100,10 +105,9 @@ class ParquetRows:
             # pre_buffer (pyarrow's default) reads every row group's columns ahead: the whole file, before row 1
             self._file = pyarrow.parquet.ParquetFile(stream, pre_buffer=False)
         except (OSError, ValueError) as exc:
-            raise InputError(f"not a readable Parquet file ({exc})") from None
-        schema = self._file.schema_arrow
-        self._converters = {field.name: _converter(field.type, field.name) for field in schema}
-        self._converters = {name: convert for name, convert in self._converters.items() if convert}
+            raise InputError(f"not a readable Parquet file ({_first_line(exc)})") from None
+        converters = ((field.name, _converter(field.type, field.name)) for field in self._file.schema_arrow)
+        self._converters = {name: convert for name, convert in converters if convert}
 
     def numbered(self) -> Iterator[tuple[int, dict]]:
         number = 0
@@ -112,7 +116,7 @@ class ParquetRows:
                 for number, row in enumerate(batch.to_pylist(maps_as_pydicts="strict"), start=number + 1):
                     yield number, row
         except (OSError, ValueError) as exc:
-            raise InputError(f"row {number + 1}: Parquet data is damaged ({exc})") from None
+            raise InputError(f"Parquet data is damaged ({_first_line(exc)})", line=number + 1, unit="row") from None
 
     def to_record(self, row: dict) -> dict:
         for name, convert in self._converters.items():
