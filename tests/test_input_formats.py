@@ -104,12 +104,13 @@ def test_emb_index_builds_the_same_index_from_every_format(tmp_path, embeddings)
 def test_compressed_stdin_is_recognised_by_its_first_bytes(tmp_path, embeddings):
     """Through a real pipe (which can only peek) and through click's test stdin (which can seek)."""
     paths = write_formats(tmp_path, "embeddings", embeddings)
-    piped = subprocess.run(f"cat {paths['jsonl.gz']} | {REPO / 'bin' / 'emb-index'} -o {tmp_path / 'piped'}",
-                           shell=True, capture_output=True, timeout=300)
-    assert piped.returncode == 0, piped.stderr
-    code, _, err = run_cli(emb_index, ["-o", tmp_path / "zst", "-"], input=paths["jsonl.zst"].read_bytes())
+    for kind in ("jsonl.gz", "jsonl.zst"):
+        piped = subprocess.run(f"cat {paths[kind]} | {REPO / 'bin' / 'emb-index'} -o {tmp_path / ('piped-' + kind)}",
+                               shell=True, capture_output=True, timeout=300)
+        assert piped.returncode == 0, piped.stderr
+    code, _, err = run_cli(emb_index, ["-o", tmp_path / "runner", "-"], input=paths["jsonl.zst"].read_bytes())
     assert code == 0, err
-    for folder in ("piped", "zst"):
+    for folder in ("piped-jsonl.gz", "piped-jsonl.zst", "runner"):
         assert (tmp_path / folder / "ids.jsonl").read_bytes() == b"".join(
             orjson.dumps(r["id"]) + b"\n" for r in embeddings)
 
