@@ -17,6 +17,7 @@ import pytest
 
 from conftest import DATA, REPO, read_jsonl, run_cli, write_jsonl
 from embtools.commands.encode import main as emb_encode
+from embtools.commands.eval import main as emb_eval
 from embtools.commands.filter import main as emb_filter
 from embtools.commands.index import main as emb_index
 from embtools.errors import InputError
@@ -278,3 +279,34 @@ def test_sts_and_classification_data_may_come_compressed_or_in_parquet(tmp_path)
     assert data.train_texts == [r["text"] for r in labelled[:1000]]
     assert (data.test_texts, data.test_labels) == ([r["text"] for r in labelled[1000:]],
                                                    [r["label"] for r in labelled[1000:]])
+
+
+def scifact_slice(folder: Path, corpus_suffix: str, queries_suffix: str) -> Path:
+    """SciFact's first 20 test queries, the documents they judge and 100 others, written in the given formats."""
+    lines = (DATA / "scifact" / "qrels" / "test.tsv").read_text().splitlines()
+    wanted = {line.split("\t")[0] for line in lines[1:]}
+    qrels = [line for line in lines[1:] if line.split("\t")[0] in sorted(wanted)[:20]]
+    judged = {line.split("\t")[1] for line in qrels}
+    corpus = [d for i, d in enumerate(read_jsonl(DATA / "scifact" / "corpus.jsonl")) if i < 100 or d["_id"] in judged]
+    queries = [q for q in read_jsonl(DATA / "scifact" / "queries.jsonl") if q["_id"] in sorted(wanted)[:20]]
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "qrels" / "test.tsv").write_text("\n".join([lines[0], *qrels]) + "\n")
+    for name, records, suffix in (("corpus", corpus, corpus_suffix), ("queries", queries, queries_suffix)):
+        written = write_formats(folder, name, records)
+        for kind, path in written.items():
+            if kind != suffix:
+                path.unlink()
+    return folder
+
+
+@pytest.mark.slow
+def test_emb_eval_scores_a_compressed_and_parquet_folder_as_the_jsonl_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBTOOLS_HOME", str(tmp_path / "home"))  # no embedding cache shared between the runs
+    scores = {}
+    for corpus_kind, queries_kind in (("jsonl", "jsonl"), ("jsonl.gz", "parquet")):
+        folder = scifact_slice(tmp_path / corpus_kind / "scifact", corpus_kind, queries_kind)
+        code, records, err = run_cli(emb_eval, ["--model", "minilm-l6", folder])
+        assert code == 0, err
+        scores[corpus_kind] = [(r["task"], r["metric"], r["value"]) for r in records]
+    assert any(value > 0.3 for _, _, value in scores["jsonl"])  # a real score, not an empty evaluation
+    assert scores["jsonl.gz"] == scores["jsonl"]
