@@ -30,6 +30,7 @@ from embtools.records.datasets import (
     split_of_file,
 )
 from embtools.records.jsonl import RejectSink, read_records
+from embtools.train.data import DataSource, load_examples
 
 FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet")
 
@@ -310,3 +311,10 @@ def test_emb_eval_scores_a_compressed_and_parquet_folder_as_the_jsonl_one(tmp_pa
         scores[corpus_kind] = [(r["task"], r["metric"], r["value"]) for r in records]
     assert any(value > 0.3 for _, _, value in scores["jsonl"])  # a real score, not an empty evaluation
     assert scores["jsonl.gz"] == scores["jsonl"]
+
+
+def test_emb_train_reads_the_same_examples_from_every_format(tmp_path):
+    paths = write_formats(tmp_path, "examples", sts_examples())
+    pools = {kind: load_examples([DataSource(str(paths[kind]))]) for kind in FORMATS}
+    assert len(pools["jsonl"][0]) == 60
+    assert all(pools[kind] == pools["jsonl"] for kind in FORMATS)
