@@ -24,8 +24,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from embtools.errors import EmbtoolsError
 from embtools.filter import defaults
 from embtools.records.datasets import (
-    TRAIN,
     detect,
+    evaluation_files,
     judged_texts,
     labelled_records,
     load_qrels,
@@ -68,9 +68,8 @@ def evaluation_texts(path: Path, split: str) -> Iterator[str]:
     elif source.kind == "retrieval":
         yield from _judged_texts(Path(path), split)
     elif source.kind == "classification":
-        for file in sorted(Path(path).glob("*.jsonl")):
-            if file.name != TRAIN:
-                yield from (record["text"] for record in labelled_records(file))
+        for file in evaluation_files(Path(path)):
+            yield from (record["text"] for record in labelled_records(file))
     else:
         raise EmbtoolsError(f"--decontaminate {path}: only STS files, BEIR folders and classification folders")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from embtools.errors import EmbtoolsError
 from embtools.records.datasets import CORPUS, beir_texts
+from embtools.records.formats import record_file
 from embtools.records.text_keys import key_digest
 
 
@@ -56,7 +57,7 @@ def candidate_texts(path: Path) -> Iterator[str]:
     """Texts of a negatives source: a BEIR folder's corpus, or a JSONL file of text records (read alike: an id,
     a `text` string, an optional `title`); empty texts are passed over."""
     path = Path(path)
-    corpus = path / CORPUS if path.is_dir() else path
+    corpus = record_file(path / CORPUS) if path.is_dir() else path
     if not corpus.is_file():
         raise EmbtoolsError(f"--negatives-from {path}: expected a BEIR folder (corpus.jsonl) or a JSONL text file")
     yield from (value for _, value in beir_texts(corpus) if value.strip())

@@ -1,7 +1,9 @@
 """Records and files: what every command reads and writes.
 
-In: JSONL lines (files or stdin) and the data sets users bring (BEIR folders, STS and classification files).
-- `jsonl`: streaming JSONL in and out, line numbers in errors, `--rejects` sinks, the output of every command.
+In: JSONL lines (files or stdin; plain, gzip or zstd), Parquet rows, and the data sets users bring (BEIR folders,
+STS and classification files).
+- `jsonl`: streaming records in and out, line numbers in errors, `--rejects` sinks, the output of every command.
+- `formats`: which format an input is (its first bytes and its name), decompression, Parquet rows as JSON records.
 - `atomic`: outputs that appear whole or not at all (temporary name, fsync, rename).
 - `examples`: the example record (query, positive, negative, instruction): the one check of its fields.
 - `embeddings`: embedding records, vectors as JSON lists or base64 float32.

@@ -4,6 +4,8 @@
 - a BEIR retrieval folder: `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`),
   `qrels/<split>.tsv` (`query-id`, `corpus-id`, `score`, tab-separated, an optional header);
 - a classification folder: `train.jsonl` and `<split>.jsonl` with `text` and `label`;
+- each `.jsonl` file of these may also come as `.jsonl.gz`, `.jsonl.zst` or `.parquet` (BEIR on the hub ships
+  `corpus.jsonl.gz`): `record_file` finds it;
 - `mteb:TaskName`: a task of the installed mteb.
 
 Evaluation, labeled data, decontamination and negative mining all read through these functions, so every stage
@@ -15,12 +17,14 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Container, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embtools.errors import EmbtoolsError, InputError
 from embtools.instructions import TASK_NAMES_BY_PATH, document_text
-from embtools.records.jsonl import parse_line, read_records, require_string
+from embtools.records.formats import RECORD_SUFFIXES, record_file, record_stem
+from embtools.records.jsonl import read_records, require_string
 
 # The file names of the two folder formats.
 CORPUS, QUERIES, QRELS = "corpus.jsonl", "queries.jsonl", "qrels"
@@ -68,7 +72,7 @@ class ClassificationData:
 
 def task_name_for(path: Path) -> str:
     """`scifact` -> SciFact, `stsbenchmark/dev.jsonl` -> STSBenchmark; an unknown name is kept as written."""
-    stem = path.name[:-len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    stem = record_stem(path.name)
     if stem.lower() in _SPLIT_NAMES and path.parent.name:
         stem = path.resolve().parent.name
     return TASK_NAMES_BY_PATH.get(stem.lower(), stem)
@@ -94,19 +98,18 @@ def detect(argument: str) -> DataSource:
 
 
 def _folder_kind(path: Path) -> str:
-    if (path / CORPUS).is_file() and (path / QUERIES).is_file():
+    if record_file(path / CORPUS).is_file() and record_file(path / QUERIES).is_file():
         return "retrieval"
-    if (path / TRAIN).is_file():
+    if record_file(path / TRAIN).is_file():
         return "classification"
     raise EmbtoolsError(f"{path}: unknown data folder: expected corpus.jsonl + queries.jsonl + qrels/ (retrieval) "
                         "or train.jsonl + test.jsonl (classification)")
 
 
 def _check_sts_file(path: Path) -> None:
-    with open(path, "rb") as stream:
-        first = next((line for line in stream if line.strip()), None)
     try:
-        record = parse_line(first) if first else {}
+        with closing(read_records(path)) as records:
+            record = next(records, {})
     except InputError:
         record = {}
     if not {"sentence1", "sentence2", "score"} <= set(record):
@@ -200,17 +203,18 @@ def load_retrieval(path: Path, split: str) -> RetrievalData:
     """A BEIR folder's corpus, the queries judged in qrels/<split>.tsv, and those judgements."""
     qrels_path = qrels_file(path, split)
     qrels = {q: docs for q, docs in load_qrels(qrels_path).items() if docs}
-    queries = dict(beir_texts(path / QUERIES, qrels))
+    queries = dict(beir_texts(record_file(path / QUERIES), qrels))
     if not queries:
-        raise EmbtoolsError(f"{qrels_path}: none of its query ids is in {path / QUERIES}")
-    return RetrievalData(dict(beir_texts(path / CORPUS)), queries, qrels)
+        raise EmbtoolsError(f"{qrels_path}: none of its query ids is in {record_file(path / QUERIES)}")
+    return RetrievalData(dict(beir_texts(record_file(path / CORPUS))), queries, qrels)
 
 
 def judged_texts(folder: Path, qrels: dict[str, Iterable[str]]) -> tuple[dict[str, str], dict[str, str]]:
     """(query id -> text, doc id -> text) of the queries and documents `qrels` names, read from a BEIR folder;
     the rest of the corpus is checked as it streams past but never held."""
     judged = {doc for docs in qrels.values() for doc in docs}
-    return dict(beir_texts(folder / QUERIES, qrels)), dict(beir_texts(folder / CORPUS, judged))
+    return (dict(beir_texts(record_file(folder / QUERIES), qrels)),
+            dict(beir_texts(record_file(folder / CORPUS), judged)))
 
 
 def _labelled_record(record: dict) -> dict:
@@ -225,16 +229,23 @@ def labelled_records(path: Path) -> Iterator[dict]:
     return _records(path, _labelled_record)
 
 
+def evaluation_files(folder: Path) -> list[Path]:
+    """The files of a classification folder that hold splits to evaluate: every record file but the training one."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(RECORD_SUFFIXES))
+    return [p for p in files if record_stem(p.name) != record_stem(TRAIN)]
+
+
 def load_classification(path: Path, split: str) -> ClassificationData:
     """Texts and labels of train.jsonl and <split>.jsonl."""
-    test_path = path / f"{split}.jsonl"
+    test_path = record_file(path / f"{split}.jsonl")
     if not test_path.is_file():
         raise EmbtoolsError(f"{test_path}: no such file (a classification folder needs train.jsonl and "
                             f"{split}.jsonl; choose the evaluated split with --split)")
-    train = list(labelled_records(path / TRAIN))
+    train_path = record_file(path / TRAIN)
+    train = list(labelled_records(train_path))
     test = list(labelled_records(test_path))
     if len({r["label"] for r in train}) < 2:
-        raise EmbtoolsError(f"{path / TRAIN}: needs at least two labels")
+        raise EmbtoolsError(f"{train_path}: needs at least two labels")
     return ClassificationData([r["text"] for r in train], [r["label"] for r in train],
                               [r["text"] for r in test], [r["label"] for r in test])
 

@@ -1,8 +1,9 @@
-"""Streaming JSONL in and out: the record I/O every embtools command uses.
+"""Streaming records in and out: the record I/O every embtools command uses.
 
 Input is read lazily line by line (memory bounded by the longest line), parsed with orjson, and checked by a
-per-command validator. A bad line either stops the command with `line N: reason` or, under `--skip-invalid`, is
-counted and written with its reason to the rejects file. Nothing is dropped silently.
+per-command validator; gzip- or zstd-compressed JSONL and Parquet files are read the same way (records.formats tells
+them apart), Parquet row by row. A bad line (or row) either stops the command with `line N: reason` (`row N: ...`)
+or, under `--skip-invalid`, is counted and written with its reason to the rejects file. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 
 from embtools.errors import InputError
 from embtools.records.atomic import atomic_file
+from embtools.records.formats import PARQUET, ParquetRows, detect_format, text_lines
 
 Record = dict[str, Any]
 Validator = Callable[[Record], Record]
@@ -82,10 +84,12 @@ class RejectSink:
         self.stream = stream
         self.counts: Counter[str] = Counter()
 
-    def reject(self, record: Record | None, reason: str, line: int | None = None, raw: bytes | None = None) -> None:
+    def reject(self, record: Record | None, reason: str, line: int | None = None, raw: bytes | None = None,
+               unit: str = "line") -> None:
+        """Count a skipped record; `line` is its number in the input, a `unit` ("line", or "row" for Parquet)."""
         self.counts[reason_kind(reason)] += 1
         if self.stream is not None:
-            entry = {"line": line, "reason": reason, "record": record}
+            entry = {unit: line, "reason": reason, "record": record}
             if record is None and raw is not None:
                 entry["raw"] = raw[:1000].decode("utf-8", "replace")
             self.stream.write(orjson.dumps(entry, option=_DUMP_OPTIONS))
@@ -110,29 +114,51 @@ def read_records(
     validate: Validator | None = None,
     rejects: RejectSink | None = None,
 ) -> Iterator[Record]:
-    """Yield validated records from a JSONL file or stdin.
+    """Yield validated records from a JSONL file (plain, .gz or .zst), a Parquet file, or stdin.
 
-    Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number. With
-    `rejects` given (the `--skip-invalid` mode) a bad line is counted and skipped; without, it raises InputError.
+    Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number (for
+    Parquet: the row number). With `rejects` given (the `--skip-invalid` mode) a bad record is counted and skipped;
+    without, it raises InputError. Compressed data that ends early or is damaged always raises.
     """
     stream = open_input(source)
     try:
-        for number, raw in enumerate(stream, start=1):
+        unit, entries, to_record = _numbered_entries(stream)
+        for number, entry in entries:
+            record = None
+            try:
+                record = to_record(entry)
+                yield validate(record) if validate else record
+            except InputError as exc:
+                if rejects is None:
+                    raise InputError(str(exc), line=number, unit=unit) from None
+                raw = entry if isinstance(entry, bytes) else None
+                rejects.reject(record, str(exc), line=number, raw=raw, unit=unit)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def _numbered_entries(stream: IO[bytes]) -> tuple[str, Iterator[tuple[int, Any]], Callable[[Any], Record]]:
+    """What the input counts ("line" or "row"), its (number, entry) pairs, and how an entry becomes a record."""
+    kind = detect_format(stream)
+    if kind == PARQUET:
+        rows = ParquetRows(stream)
+        return "row", rows.numbered(), rows.to_record
+    return "line", _numbered_lines(text_lines(stream, kind)), parse_line
+
+
+def _numbered_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line) of the lines that are not blank, a leading byte order mark removed."""
+    number = 0
+    try:
+        for number, raw in enumerate(lines, start=1):
             if number == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
             if raw.isspace() or not raw:  # isspace stops at the first other byte; strip() would copy the line
                 continue
-            record = None
-            try:
-                record = parse_line(raw)
-                yield validate(record) if validate else record
-            except InputError as exc:
-                if rejects is None:
-                    raise InputError(str(exc), line=number) from None
-                rejects.reject(record, str(exc), line=number, raw=raw)
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+            yield number, raw
+    except InputError as exc:  # the decompressor failed while reading the line after the last one read
+        raise InputError(str(exc), line=number + 1) from None
 
 
 def dump_record(record: Record) -> bytes:
