@@ -124,7 +124,7 @@ def _crash_at_step(target: Path, step: int, exchange: bool) -> None:
 
     pid = os.fork()
     if pid == 0:
-        os.rename = dying(os.rename)  # noqa: the child only
+        os.rename = dying(os.rename)  # the child only: it dies at the rename
         atomic._exchange = dying(atomic._exchange) if exchange else (lambda a, b: False)
         atomic._remove = dying(atomic._remove)
         with atomic_dir(target, overwrite=True) as folder:
