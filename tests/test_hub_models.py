@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_cli, write_jsonl
 from hub_server import HubServer
 
 REPO_ID = "org/tiny-decoder"
@@ -113,3 +113,33 @@ def test_unreachable_hub_is_one_line(text_file, tmp_path):
     line = error_line(encode(REPO_ID, text_file, tmp_path / "hf", url))
     assert f"cannot reach the hub at {url} to download model '{REPO_ID}' (ConnectError" in line
     assert "not in the Hugging Face cache" in line
+
+
+@pytest.mark.parametrize("command", ["emb-encode", "emb-eval", "emb-train", "emb-filter"])
+def test_every_command_that_loads_a_model_takes_offline(hub, text_file, tmp_path, sts_dev, command):
+    examples = write_jsonl(tmp_path / "examples.jsonl", [
+        {"id": f"e{i}", "task_type": "short-long", "instruction": "Retrieve the matching sentence",
+         "query": p["sentence1"], "positive": p["sentence2"], "negative": None, "language": "English", "meta": {}}
+        for i, p in enumerate(sts_dev[:8])])
+    arguments = {"emb-encode": [text_file], "emb-eval": [write_jsonl(tmp_path / "sts.jsonl", sts_dev[:20])],
+                 "emb-train": ["-o", tmp_path / "out", examples],
+                 "emb-filter": ["--mine-negatives", "--no-language-check", examples]}[command]
+    base = {k: v for k, v in os.environ.items() if k not in _HF_VARIABLES}
+    result = subprocess.run([str(REPO / "bin" / command), "--model", REPO_ID, "--offline", *map(str, arguments)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**base, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": hub.url})
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{command}: error: model '{REPO_ID}' is not a folder")
+    assert "--offline (EMBTOOLS_OFFLINE) forbids" in lines[0] and hub.log == []
+
+
+def test_offline_lasts_for_the_run_only(hub, text_file, monkeypatch):
+    """An in-process run (a test, a script) gets its environment back: the flag does not leak into the next run."""
+    from embtools.commands.encode import main as emb_encode
+
+    for name in _HF_VARIABLES[4:]:
+        monkeypatch.delenv(name, raising=False)
+    code, records, err = run_cli(emb_encode, ["--model", "org/not-cached-anywhere", "--offline", text_file])
+    assert code == 1 and records == [] and "forbids downloading" in err[-1]
+    assert [name for name in _HF_VARIABLES[4:] if name in os.environ] == []
