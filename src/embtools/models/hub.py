@@ -87,8 +87,9 @@ def hub_failure(repo_id: str, exc: Exception, offline: bool, accepted: str) -> s
                 f"({constants.HF_HUB_CACHE}), and {_switch()} forbids downloading it: run once online, "
                 "or copy a cache that holds it and set HF_HOME")
     if isinstance(exc, LocalEntryNotFoundError):
-        return (f"cannot reach the hub at {hub} to download model {repo_id!r} ({_cause(exc)}), and it is not in the "
-                f"Hugging Face cache ({constants.HF_HUB_CACHE}): check the network, HF_ENDPOINT, or a proxy")
+        return (f"model {repo_id!r} is not {accepted} or a hub model in the Hugging Face cache "
+                f"({constants.HF_HUB_CACHE}), and the hub at {hub} cannot be reached ({_cause(exc)}): "
+                "check the network, HF_ENDPOINT, or a proxy")
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else "an error"
         return f"the hub at {hub} answered {status} for model {repo_id!r}: {_first_line(exc)}"
