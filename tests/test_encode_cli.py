@@ -142,7 +142,8 @@ def test_usage_errors_exit_2_with_one_line():
     assert len(err) == 1 and err[0].startswith("emb-encode: error: ")
 
 
-def test_unknown_model_is_a_one_line_runtime_error(text_file):
+def test_unknown_model_is_a_one_line_runtime_error(text_file, monkeypatch):
+    monkeypatch.setenv("EMBTOOLS_OFFLINE", "1")  # no hub: the hub's answers are tested in test_hub_models.py
     code, _, err = run_cli(encode, ["--model", "no/such-model", text_file])
     assert code == 1 and len(err) == 1
     assert err[0].startswith("emb-encode: error: model 'no/such-model' is not a folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -219,10 +220,14 @@ def test_missing_qrels_and_malformed_sts_line(beir_folder, tmp_path, sts_dev):
     assert code == 1 and len(err) == 1 and "line 3" in err[0] and '"score"' in err[0]
 
 
-def test_mteb_task_without_local_data_says_how_to_get_it():
-    code, records, err = run(["mteb:SciFact"])
-    assert code == 1 and records == []
-    assert len(err) == 1 and "not in the local Hugging Face cache" in err[0]
+def test_mteb_task_without_local_data_says_how_to_get_it(tmp_path):
+    """In a fresh process: --offline must reach the Hugging Face libraries before their first import."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([str(REPO / "bin" / "emb-eval"), *MINILM, "--offline", "mteb:SciFact"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    err = result.stderr.splitlines()
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(err) == 1 and "not in the local Hugging Face cache" in err[0], err
 
 
 def test_unknown_mteb_task_and_conflicting_instruction_flags(sts_file):

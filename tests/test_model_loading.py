@@ -1,4 +1,5 @@
-"""The model layer: built-in names, local folders, cached hub ids, PEFT adapters, and the once-only conversion."""
+"""The model layer: built-in names, local folders, cached hub ids, PEFT adapters, and the once-only conversion
+(downloads from the hub: test_hub_models.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def test_builtin_names_resolve_to_offline_folders():
     assert (smollm.path / "model.safetensors").exists() and (smollm.path / "tokenizer.json").exists()
 
 
-def test_unknown_model_names_the_accepted_forms():
+def test_unknown_model_names_the_accepted_forms(monkeypatch):
+    monkeypatch.setenv("EMBTOOLS_OFFLINE", "1")  # the hub's answers are tested in test_hub_models.py
     with pytest.raises(EmbtoolsError, match="built-in name"):
         resolve_model_path("nobody/nothing-here")
 

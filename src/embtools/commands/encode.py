@@ -12,7 +12,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, warning
 from embtools.command_runner import RecordRun, record_command
-from embtools.commands.model_options import dtype_option
+from embtools.commands.model_options import dtype_option, offline_option
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
@@ -26,7 +26,8 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 @click.command(cls=EmbtoolsCommand, name="emb-encode")
 @record_command(reads="file")
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
-              help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id. "
+              help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or hub id "
+                   "(downloaded on first use). "
                    "Env: EMBTOOLS_MODEL.")
 @click.option("--instruction", default=None,
               help="Treat every text as a query: 'Instruct: TEXT\\nQuery: {text}'. A record's own `instruction` "
@@ -40,6 +41,7 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalize the vectors. Default: on (a sentence-transformers folder without Normalize: off).")
 @dtype_option
+@offline_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text), over length-sorted texts.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,

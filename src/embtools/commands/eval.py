@@ -9,7 +9,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.command_runner import RecordRun, record_command
-from embtools.commands.model_options import dtype_option
+from embtools.commands.model_options import dtype_option, offline_option
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import POOLINGS
 from embtools.records.datasets import EVALUATION_SPLIT
@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
 @record_command(reads=None)
 @click.argument("data", nargs=-1, required=True)
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
-              help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or cached hub id.")
+              help="Built-in name, model folder (emb-train output, HF or sentence-transformers), or hub id "
+                   "(downloaded on first use).")
 @click.option("--instruction", default=None,
               help="E5 instruction for every DATA (queries only for retrieval; every text otherwise). "
                    "Default: the known instruction of the task, for models trained with instructions.")
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
 @click.option("--max-length", type=click.IntRange(min=2), default=512, show_default=True,
               help="Tokens per text (E5 evaluates the first 512).")
 @dtype_option
+@offline_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text).")
 @common_options

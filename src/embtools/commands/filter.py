@@ -9,6 +9,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.command_runner import RecordRun, record_command
+from embtools.commands.model_options import offline_option
 from embtools.filter import defaults
 from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.models.loading import DTYPES
@@ -81,7 +82,7 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
               show_default=True, help="Lowest STS score --from-sts keeps.")
 @click.option("--mine-negatives", is_flag=True, help="Fill missing negatives by mining with --model. Default: off.")
 @click.option("-m", "--model", envvar="EMBTOOLS_MINING_MODEL", default=DEFAULT_MINING_MODEL, show_default=True,
-              help="Embedding model for mining: built-in name or folder. Env: EMBTOOLS_MINING_MODEL.")
+              help="Embedding model for mining: built-in name, folder or hub id. Env: EMBTOOLS_MINING_MODEL.")
 @click.option("--negative-ranks", default="{}-{}".format(*defaults.NEGATIVE_RANKS), show_default=True, callback=_ranks,
               help="Rank window FIRST-LAST negatives are picked from.")
 @click.option("--negative-margin", type=click.FloatRange(0, 1), default=defaults.NEGATIVE_MARGIN, show_default=True,
@@ -93,6 +94,7 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--max-length", type=click.IntRange(min=2), default=defaults.MINING_MAX_LENGTH, show_default=True,
               help="Tokens per text when mining.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True, help="Mining model dtype.")
+@offline_option
 @common_options
 def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_check, decontaminate,
          decontaminate_split, ngram, min_contamination_words, dedup_fields, near_dup_threshold, num_perm,

@@ -1,12 +1,42 @@
-"""The click options emb-encode and emb-eval share for the embedding model they load, defined once."""
+"""The click options shared by the commands that load a model (emb-encode, emb-eval, emb-train, emb-filter's mining),
+defined once."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
+from embtools.models.hub import OFFLINE_ENV
 from embtools.models.loading import DTYPES
 
 dtype_option = click.option(
     "--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
     help="auto: bfloat16 for decoders on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), float32 otherwise. "
          "Env: EMBTOOLS_DTYPE.")
+
+
+def _export_offline(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Offline for the whole run: EMBTOOLS_OFFLINE for the model layer, HF_HUB_OFFLINE and HF_DATASETS_OFFLINE for
+    the Hugging Face libraries (mteb's data), which read them when first imported, after the options are parsed;
+    processes the command launches inherit them. Restored after the run, so an in-process caller keeps its own."""
+    if value:
+        switches = (OFFLINE_ENV, "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        previous = {name: os.environ.get(name) for name in switches}
+        os.environ.update(dict.fromkeys(switches, "1"))
+        ctx.call_on_close(lambda: _restore(previous))
+    return value
+
+
+def _restore(previous: dict[str, str | None]) -> None:
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+offline_option = click.option(
+    "--offline", is_flag=True, envvar=OFFLINE_ENV, expose_value=False, callback=_export_offline,
+    help="Never use the network: a hub id must already be in the Hugging Face cache (HF_HOME). Default: a hub id "
+         "downloads on first use. Built-in models never need the network. Env: EMBTOOLS_OFFLINE.")

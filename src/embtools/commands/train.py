@@ -10,6 +10,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
 from embtools.command_runner import RecordRun, record_command
+from embtools.commands.model_options import offline_option
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
@@ -31,7 +32,7 @@ def _deepspeed_name(value: str) -> str:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (appears when training is complete). Required unless --estimate-memory.")
 @click.option("-m", "--model", envvar="EMBTOOLS_MODEL", default=DEFAULT_MODEL, show_default=True,
-              help="Base model: built-in name, HF folder or cached hub id. Env: EMBTOOLS_MODEL.")
+              help="Base model: built-in name, HF folder or hub id (downloaded on first use). Env: EMBTOOLS_MODEL.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=recipe.LORA_RANK, show_default=True,
               help="LoRA rank (paper: 16).")
 @click.option("--lora-alpha", type=float, default=recipe.LORA_ALPHA, show_default=True,
@@ -86,6 +87,7 @@ def _deepspeed_name(value: str) -> str:
               help="DeepSpeed ZeRO with a bundled config or a JSON file. Default: none (plain DDP).")
 @click.option("--merge", is_flag=True, help="Write merged full weights instead of the LoRA adapter.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT folder.")
+@offline_option
 @click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
 @click.option("--estimate-memory", is_flag=True,
               help="Print the per-GPU peak memory of these settings term by term (table on stderr, JSON record on "

@@ -7,7 +7,6 @@ regression, max_iter 100, 8 samples per label, 10 experiments, seed 42), so its 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from embtools.errors import EmbtoolsError
@@ -68,9 +67,8 @@ def run_task(task, model, split: str) -> dict[str, Any]:
 
 
 def mteb_task(name: str):
-    """The installed mteb's task of that name, its data loaded from the local Hugging Face cache."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    """The installed mteb's task of that name, its data from the Hugging Face cache, downloaded on first use unless
+    offline (`--offline` sets HF_HUB_OFFLINE and HF_DATASETS_OFFLINE)."""
     import mteb
 
     try:

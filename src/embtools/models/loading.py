@@ -1,4 +1,4 @@
-"""Find and load an embedding model: built-in name, local folder, cached hub id, or PEFT adapter folder.
+"""Find and load an embedding model: built-in name, local folder, hub id (downloaded once), or PEFT adapter folder.
 
 A sentence-transformers folder brings its own pooling, normalization and maximum length; a decoder-only model
 defaults to last-token pooling (E5), any other encoder to mean pooling (sentence-transformers' default).
@@ -17,6 +17,7 @@ from typing import Any
 
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import BUILTIN_MODELS, builtin_model_path
+from embtools.models.hub import download_model
 
 log = logging.getLogger("embtools")
 
@@ -39,20 +40,14 @@ class ModelSpec:
 
 
 def resolve_model_path(name: str) -> Path:
-    """A local folder for a model name: an existing folder, a built-in name, or a hub id in the local cache."""
+    """A local folder for a model name: an existing folder, a built-in name (always offline), or a hub id, downloaded
+    into the Hugging Face cache on first use (models.hub)."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
     if name in BUILTIN_MODELS:
         return builtin_model_path(name)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception:
-        raise EmbtoolsError(
-            f"model {name!r} is not a folder, a built-in name ({', '.join(BUILTIN_MODELS)}) "
-            "or a hub id in the local Hugging Face cache") from None
+    return download_model(name, accepted=f"a folder, a built-in name ({', '.join(BUILTIN_MODELS)})")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,0 +1,147 @@
+"""A real Hugging Face Hub file API on 127.0.0.1 for tests: serves model folders as repos, for `HF_ENDPOINT`.
+
+What huggingface_hub 2.x's `snapshot_download` / `hf_hub_download` call (read from its file_download.py,
+_snapshot_download.py and hf_api.py):
+- GET  /api/models/{repo}/revision/{rev}: repo info, whose `sha` is the commit;
+- GET  /api/models/{repo}/tree/{commit}?recursive=True: the file list (`type`, `path`, `size`, `oid`, `lfs`);
+- HEAD /{repo}/resolve/{commit}/{file}: `X-Repo-Commit`, `ETag` (the git blob id) and `Content-Length`; for an LFS
+  file (here *.safetensors) also `X-Linked-Etag` (its sha256) and `X-Linked-Size`, which the client prefers;
+- GET  /{repo}/resolve/{commit}/{file}: the bytes.
+Errors carry `X-Error-Code` as the hub's do: an unknown repo is 404 `RepoNotFound`; a gated repo's files are 401
+`GatedRepo` without a token and 403 with a wrong one (its metadata stays public, as on the hub).
+
+`HubServer({"org/name": folder}, gated={"org/name": "token"})`, `.url` for HF_ENDPOINT, `.log` of
+(method, path, Authorization), `.close()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+COMMIT = "a" * 40  # every repo is one commit
+
+
+def _git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class _Repo:
+    """A folder as a repo: each file's bytes and the ids the hub gives it."""
+
+    def __init__(self, folder: Path):
+        self.files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+                      if p.is_file()}
+
+    def entry(self, path: str) -> dict:
+        data = self.files[path]
+        entry = {"type": "file", "path": path, "size": len(data), "oid": _git_blob_id(data)}
+        if path.endswith(".safetensors"):
+            entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+        return entry
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_Server"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _json(self, payload, head: bool = False) -> None:
+        self._send(200, json.dumps(payload).encode(), {"Content-Type": "application/json"}, head)
+
+    def do_GET(self) -> None:
+        self._route(head=False)
+
+    def do_HEAD(self) -> None:
+        self._route(head=True)
+
+    def _route(self, head: bool) -> None:
+        owner = self.server.owner
+        owner.record("HEAD" if head else "GET", self.path, self.headers.get("Authorization"))
+        parts = unquote(urlparse(self.path).path).strip("/").split("/")
+        api = parts[:2] == ["api", "models"]
+        repo_id = "/".join(parts[2:4] if api else parts[:2])
+        rest = parts[4:] if api else parts[2:]
+        repo = owner.repos.get(repo_id)
+        if repo is None:
+            return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound",
+                                                                         "X-Error-Message": "Repository not found"})
+        if api and rest[:1] == ["revision"]:
+            return self._json({"id": repo_id, "sha": COMMIT, "gated": "auto" if repo_id in owner.gated else False,
+                               "siblings": [{"rfilename": name} for name in repo.files]}, head)
+        if api and rest[:1] == ["tree"]:
+            return self._json([repo.entry(name) for name in repo.files], head)
+        if rest[:1] == ["resolve"] and "/".join(rest[2:]) in repo.files:
+            return self._file(repo_id, repo, "/".join(rest[2:]), head)
+        self._send(404, b'{"error":"Entry not found"}', {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT})
+
+    def _file(self, repo_id: str, repo: _Repo, path: str, head: bool) -> None:
+        token = self.server.owner.gated.get(repo_id)
+        if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+            status = 403 if self.headers.get("Authorization") else 401
+            return self._send(status, b'{"error":"gated"}', {
+                "X-Error-Code": "GatedRepo",
+                "X-Error-Message": f"Access to model {repo_id} is restricted. You must have access to it and be "
+                                   "authenticated to access it. Please log in."})
+        entry = repo.entry(path)
+        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{entry["oid"]}"', "Accept-Ranges": "bytes"}
+        if "lfs" in entry:
+            headers |= {"X-Linked-Etag": f'"{entry["lfs"]["oid"]}"', "X-Linked-Size": str(entry["size"])}
+        self._send(200, repo.files[path], headers, head)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: "HubServer"
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+
+class HubServer:
+    """Start with `HubServer(repos)`, point HF_ENDPOINT at `.url`, stop with `.close()` (or as a context manager)."""
+
+    def __init__(self, repos: dict[str, Path], gated: dict[str, str] | None = None):
+        self.repos = {repo_id: _Repo(Path(folder)) for repo_id, folder in repos.items()}
+        self.gated = gated or {}
+        self.log: list[tuple[str, str, str | None]] = []
+        self._lock = threading.Lock()
+        self._http = _Server(("127.0.0.1", 0), _Handler)
+        self._http.owner = self
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def record(self, method: str, path: str, authorization: str | None) -> None:
+        with self._lock:
+            self.log.append((method, path, authorization))
+
+    def downloads(self) -> list[str]:
+        """The file paths whose bytes were sent (GET on /resolve/)."""
+        with self._lock:
+            return [path.split("/resolve/", 1)[1].split("/", 1)[1] for method, path, _ in self.log
+                    if method == "GET" and "/resolve/" in path]
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+    def __enter__(self) -> "HubServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
