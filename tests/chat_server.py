@@ -21,7 +21,9 @@ import re
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback_server import LoopbackHTTPServer, LoopbackServer
 
 _KEY_LINE = re.compile(r'^- "([^"]+)": a string', re.MULTILINE)
 
@@ -39,7 +41,7 @@ def canned_content(body: dict) -> str:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes: Nagle + delayed ACK would add ~40 ms
-    server: "_Server"
+    server: "LoopbackHTTPServer"
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -98,16 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
                          "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    owner: "ChatServer"
-
-    def handle_error(self, request, client_address) -> None:  # a client that timed out and left is expected
-        pass
 
 
-class ChatServer:
+class ChatServer(LoopbackServer):
     """Start with `ChatServer()`, use `.url` (ends in /v1), stop with `.close()` (or as a context manager)."""
 
     def __init__(self, delay: float = 0.0, slow_seconds: float = 2.0):
@@ -117,11 +112,7 @@ class ChatServer:
         self.log: list[tuple[str, dict | None, str | None]] = []
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._http = _Server(("127.0.0.1", 0), _Handler)
-        self._http.owner = self
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-        self._thread.start()
+        self.url = self.start(_Handler) + "/v1"
 
     def record(self, path: str, body: dict | None, authorization: str | None) -> int:
         """Log a request; return how many identical bodies came before it."""
@@ -136,15 +127,6 @@ class ChatServer:
         with self._lock:
             return [body for path, body, _ in self.log if body is not None]
 
-    def close(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-
-    def __enter__(self) -> "ChatServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 if __name__ == "__main__":  # a server in its own process (the bench): prints its URL, serves until killed

@@ -19,9 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from loopback_server import LoopbackHTTPServer, LoopbackServer
 
 COMMIT = "a" * 40  # every repo is one commit
 
@@ -47,7 +49,7 @@ class _Repo:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: "LoopbackHTTPServer"
 
     def log_message(self, *args) -> None:
         pass
@@ -105,15 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, repo.files[path], headers, head)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: "HubServer"
-
-    def handle_error(self, request, client_address) -> None:
-        pass
 
 
-class HubServer:
+class HubServer(LoopbackServer):
     """Start with `HubServer(repos)`, point HF_ENDPOINT at `.url`, stop with `.close()` (or as a context manager)."""
 
     def __init__(self, repos: dict[str, Path], gated: dict[str, str] | None = None):
@@ -121,10 +117,7 @@ class HubServer:
         self.gated = gated or {}
         self.log: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()
-        self._http = _Server(("127.0.0.1", 0), _Handler)
-        self._http.owner = self
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        self.url = self.start(_Handler)
 
     def record(self, method: str, path: str, authorization: str | None) -> None:
         with self._lock:
@@ -136,12 +129,3 @@ class HubServer:
             return [path.split("/resolve/", 1)[1].split("/", 1)[1] for method, path, _ in self.log
                     if method == "GET" and "/resolve/" in path]
 
-    def close(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
-
-    def __enter__(self) -> "HubServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
