@@ -1,8 +1,9 @@
 """Which E5 instruction each task gets (paper Table 15, the A.9 type rules, mteb's prompts, local folders, a warning
-where none is known)."""
+where none is known) and each model's own L2-normalization rule, checked against mteb's SentenceTransformer wrapper."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -131,3 +132,67 @@ def test_a_local_scifact_folder_gets_scifacts_instruction_and_an_unknown_one_a_w
     unknown, stderr = _scores(tiny_decoder, claims)
     assert unknown == plain
     assert f"emb-eval: warning: {NO_INSTRUCTION_WARNING.format('claims')}" in stderr
+
+
+def _model_folder(tmp_path, name: str, source: Path, files: dict[str, object]) -> Path:
+    """A model folder `name` whose files link to `source`'s, with `files` written over them (JSON)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for item in source.iterdir():
+        (folder / item.name).symlink_to(item)
+    for file_name, value in files.items():
+        (folder / file_name).unlink(missing_ok=True)
+        (folder / file_name).write_text(json.dumps(value))
+    return folder
+
+
+def test_each_model_declares_its_own_normalization_rule(tmp_path, tiny_decoder):
+    from embtools.evaluate.mteb_encoder import normalizes
+    from embtools.models.loading import inspect_model, resolve_model_path
+
+    minilm_path = resolve_model_path("minilm-l6")
+    modules = json.loads((minilm_path / "modules.json").read_text())
+    specs = {
+        "minilm-l6": inspect_model("minilm-l6"),  # sentence-transformers, modules end in Normalize
+        "decoder": inspect_model(str(tiny_decoder)),  # no sentence-transformers files: embedded the E5 way
+        "e5-small-v2": inspect_model(str(_model_folder(tmp_path, "e5-small-v2", minilm_path, {}))),
+        "trained": inspect_model(str(_model_folder(tmp_path, "trained", minilm_path, {"training_args.json": {}}))),
+        "no-normalize": inspect_model(str(_model_folder(tmp_path, "st", minilm_path, {"modules.json": modules[:2]}))),
+    }
+    rules = {name: (normalizes(spec, "Classification"), normalizes(spec, "Clustering"))
+             for name, spec in specs.items()}
+    assert rules == {"minilm-l6": (True, True), "decoder": (False, True), "e5-small-v2": (False, True),
+                     "trained": (False, True), "no-normalize": (False, False)}
+
+
+@pytest.fixture
+def source_folder(tmp_path):
+    """Classification from real data: STS Benchmark train sentences labelled by genre (news, captions, forum)."""
+    by_genre: dict[str, list[str]] = {}
+    for row in read_jsonl(DATA / "stsbenchmark" / "train.jsonl"):
+        by_genre.setdefault(row["genre"], []).append(row["sentence2"])
+    folder = tmp_path / "genres"
+    folder.mkdir()
+    for split, rows in (("train", slice(0, 16)), ("test", slice(16, 56))):
+        write_jsonl(folder / f"{split}.jsonl", [{"text": text, "label": genre}
+                                                for genre in sorted(by_genre) for text in by_genre[genre][rows]])
+    return folder
+
+
+def test_minilm_classification_equals_mteb_with_its_own_sentence_transformers_wrapper(source_folder):
+    """emb-eval's accuracy is the one mteb gets when it runs the model itself (normalized, as its Normalize module
+    makes it), not the one of raw embeddings (E5's rule, which emb-eval once applied to every model)."""
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+    from sentence_transformers import SentenceTransformer
+
+    from embtools.evaluate.mteb_tasks import classification_task, local_metadata, run_task
+    from embtools.models.loading import resolve_model_path
+    from embtools.records.datasets import load_classification
+
+    ours, _ = _scores("minilm-l6", source_folder)
+    metadata = local_metadata("genres", "Classification", "accuracy", "test", "local")
+    task = classification_task(load_classification(source_folder, "test"), metadata, "test")
+    model = SentenceTransformerEncoderWrapper(SentenceTransformer(str(resolve_model_path("minilm-l6")), device="cpu"))
+    expected = run_task(task, model, "test")
+    assert ours["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-12)
+    assert ours["f1"] == pytest.approx(expected["f1"], abs=1e-12)
