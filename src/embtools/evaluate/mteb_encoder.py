@@ -2,7 +2,9 @@
 
 `MtebEncoder` subclasses mteb's AbsEncoder. For each batch of inputs it prepends the task's instruction as E5 does
 (`Instruct: ...\\nQuery: ...`): on queries only for retrieval, on every input for other tasks; and it L2-normalizes
-except for classification (E5 evaluates classification on raw embeddings).
+by the model's own rule (`normalizes`): a model that follows E5's protocol (emb-train output, the E5 family) as E5's
+evaluation code does, every task but classification; any other model as mteb's SentenceTransformer wrapper runs it,
+normalized where its sentence-transformers modules include Normalize (all-MiniLM-L6-v2), raw otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from embtools.encode.cached_encoder import CachedEncoder
 from embtools.instructions import with_instruction
 from embtools.models.builtin import BUILTIN_MODELS
+from embtools.models.loading import ModelSpec
 
 InstructionRule = Callable[[Any, Any], "str | None"]
 _UNNORMALIZED_TYPES = {"Classification", "MultilabelClassification"}
@@ -68,5 +71,14 @@ class MtebEncoder(AbsEncoder):
         """Embeddings of every text in the DataLoader's batches, in order."""
         texts = [text for batch in inputs for text in batch["text"]]
         instruction = self.rule(task_metadata, prompt_type)
-        normalize = False if task_metadata.type in _UNNORMALIZED_TYPES else None
+        normalize = normalizes(self.model.spec, task_metadata.type)
         return self.model.embed([with_instruction(t, instruction) for t in texts], normalize=normalize)
+
+
+def normalizes(spec: ModelSpec, task_type: str) -> bool:
+    """Whether embeddings for an mteb task of this type are L2-normalized, by the model's own rule: E5's evaluation
+    code normalizes every task but classification ("slightly better results"); mteb's SentenceTransformer wrapper
+    returns what the model's modules return, normalized only where they include Normalize."""
+    if spec.e5_protocol:
+        return task_type not in _UNNORMALIZED_TYPES
+    return spec.normalize_module

@@ -6,6 +6,7 @@ split, mteb's score dict (with `main_score`), the mteb TaskMetadata the result f
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 
 from embtools.encode.cached_encoder import CachedEncoder
 from embtools.errors import EmbtoolsError
-from embtools.instructions import TASK_INSTRUCTIONS, model_takes_instructions
+from embtools.instructions import model_takes_instructions, task_instruction
 from embtools.records.datasets import (
     EVALUATION_SPLIT,
     DataSource,
@@ -23,6 +24,8 @@ from embtools.records.datasets import (
     load_sts,
     split_of_file,
 )
+
+log = logging.getLogger("embtools")
 
 
 @dataclass
@@ -67,8 +70,10 @@ def _local(source: DataSource, task: str, task_type: str, main_metric: str, spli
 
 
 def instruction_for(task_name: str, encoder: CachedEncoder, options: EvalOptions,
-                    fallback: str | None = None) -> str | None:
-    """--instruction; else, for a model trained with instructions, the known E5 instruction of the task."""
+                    fallback: str | None = None, task_type: str | None = None) -> str | None:
+    """--instruction; else, for a model trained with instructions, the E5 instruction of the task (by name, else by
+    the rule of its mteb `task_type`: instructions.task_instruction), else `fallback` (an mteb task's own prompt);
+    where none is known, plain texts and a warning."""
     if options.use_instruction is False:
         return None
     if options.instruction:
@@ -76,7 +81,10 @@ def instruction_for(task_name: str, encoder: CachedEncoder, options: EvalOptions
     if options.use_instruction is None and not model_takes_instructions(encoder.spec.is_decoder,
                                                                          encoder.spec.prompts):
         return None
-    return TASK_INSTRUCTIONS.get(task_name, fallback)
+    instruction = task_instruction(task_name, task_type) or fallback
+    if instruction is None:
+        log.warning(f"no E5 instruction known for {task_name}; encoding plain texts; give one with --instruction")
+    return instruction
 
 
 def evaluate_source(source: DataSource, encoder: CachedEncoder, options: EvalOptions) -> EvalOutcome:
@@ -93,7 +101,7 @@ def _sts(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
     from embtools.evaluate.sts import MAIN_SCORE, evaluate_sts
 
     data, note = limit_pairs(load_sts(source.path), options.max_pairs, options.seed)
-    scores = evaluate_sts(data, encoder, instruction_for(source.name, encoder, options))
+    scores = evaluate_sts(data, encoder, instruction_for(source.name, encoder, options, task_type="STS"))
     name = f"{source.name}[{note}]" if note else source.name
     return _local(source, name, "STS", MAIN_SCORE, split_of_file(source.path), scores)
 
@@ -105,7 +113,7 @@ def _retrieval(source: DataSource, encoder: CachedEncoder, options: EvalOptions)
     data = load_retrieval(source.path, options.split)
     data = limit_corpus(limit_queries(data, options.max_queries, options.seed), options.max_corpus, options.seed)
     name = sliced_name(source.name, data)
-    instruction = instruction_for(source.name, encoder, options)
+    instruction = instruction_for(source.name, encoder, options, task_type="Retrieval")
     scores = evaluate_retrieval(data, encoder, instruction, options.ignore_identical_ids)
     return _local(source, name, "Retrieval", MAIN_SCORE, options.split, scores)
 
@@ -118,7 +126,8 @@ def _classification(source: DataSource, encoder: CachedEncoder, options: EvalOpt
     metadata = local_metadata(source.name, "Classification", "accuracy", options.split, data_revision(source),
                               str(source.path))
     task = classification_task(data, metadata, options.split)
-    model = MtebEncoder(encoder, instruction_rule(instruction_for(source.name, encoder, options)))
+    model = MtebEncoder(encoder, instruction_rule(instruction_for(source.name, encoder, options,
+                                                                  task_type="Classification")))
     scores = run_task(task, model, options.split)
     return EvalOutcome(source.name, options.split, scores, metadata.main_score, lambda: metadata)
 
@@ -131,14 +140,16 @@ def _mteb(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
     if options.split not in task.metadata.eval_splits:
         raise EmbtoolsError(f"mteb:{source.name}: no split {options.split!r} (it has: "
                             f"{', '.join(task.metadata.eval_splits)}; choose one with --split)")
-    instruction = instruction_for(source.name, encoder, options, fallback=_task_prompt(task.metadata))
+    instruction = instruction_for(source.name, encoder, options, fallback=_task_prompt(task.metadata),
+                                  task_type=task.metadata.type)
     model = MtebEncoder(encoder, instruction_rule(instruction))
     scores = run_task(task, model, options.split)
     return EvalOutcome(task.metadata.name, options.split, scores, task.metadata.main_score, lambda: task.metadata)
 
 
 def _task_prompt(metadata) -> str | None:
-    """The instruction mteb ships with a task (E5's strings): its query prompt, or its only prompt."""
+    """The instruction mteb ships with a task (E5's strings where the paper lists the task): its query prompt, or its
+    only prompt. Not mteb's generic prompt of a task type (`abstask_prompt`), which is not E5's for most types."""
     prompt = metadata.prompt
     if isinstance(prompt, dict):
         return prompt.get("query") or next(iter(prompt.values()), None)

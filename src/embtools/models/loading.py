@@ -1,7 +1,8 @@
 """Find and load an embedding model: built-in name, local folder, hub id (downloaded once), or PEFT adapter folder.
 
 A sentence-transformers folder brings its own pooling, normalization and maximum length; a decoder-only model
-defaults to last-token pooling (E5), any other encoder to mean pooling (sentence-transformers' default).
+defaults to last-token pooling (E5), any other encoder to mean pooling (sentence-transformers' default). The spec also
+says which evaluation protocol the model follows: E5's own (`e5_protocol`), or its sentence-transformers pipeline's.
 Weights load from safetensors; `trust_remote_code` only when the user passes it.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,10 @@ log = logging.getLogger("embtools")
 
 POOLINGS = ("last", "mean", "cls")
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # torch dtypes by name; auto chooses per device
+# The E5 family by model name, as unilm's e5/model_config.py keys it: e5-base-v2, multilingual-e5-large-instruct,
+# e5-mistral-7b-instruct, ...
+_E5_FAMILY = re.compile(r"(multilingual-)?e5-")
+TRAINING_RECORD = "training_args.json"  # written by emb-train into every model folder it outputs
 
 
 @dataclass
@@ -37,6 +43,8 @@ class ModelSpec:
     normalize: bool = True
     max_length: int | None = None
     prompts: dict[str, str] = field(default_factory=dict)
+    normalize_module: bool = False  # its sentence-transformers modules include Normalize
+    e5_protocol: bool = False  # evaluated as E5's own code evaluates (see follows_e5_protocol)
 
 
 def resolve_model_path(name: str) -> Path:
@@ -75,7 +83,7 @@ def _sentence_transformers_settings(path: Path, spec: ModelSpec) -> None:
                 if pooling.get(key):
                     spec.pooling = value
                     break
-    spec.normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+    spec.normalize = spec.normalize_module = any(m.get("type", "").endswith("Normalize") for m in modules)
     st_config = path / "sentence_bert_config.json"
     if st_config.exists():
         spec.max_length = _read_json(st_config).get("max_seq_length")
@@ -101,7 +109,17 @@ def inspect_model(name: str) -> ModelSpec:
     st_dir = path if (path / "modules.json").exists() else config_dir  # an adapter keeps its base's settings
     if (st_dir / "modules.json").exists():
         _sentence_transformers_settings(st_dir, spec)
+    spec.e5_protocol = follows_e5_protocol(spec, has_sentence_transformers_files=(st_dir / "modules.json").exists())
     return spec
+
+
+def follows_e5_protocol(spec: ModelSpec, has_sentence_transformers_files: bool) -> bool:
+    """Whether the model is evaluated as E5's own code evaluates (L2-normalized except for classification): emb-train
+    output (it writes training_args.json), the E5 family by folder or hub name (as unilm's evaluation scripts key
+    their settings), and a decoder without sentence-transformers files (we embed it the E5 way: last token,
+    instructions). Any other model is evaluated as its own sentence-transformers pipeline runs."""
+    return ((spec.path / TRAINING_RECORD).exists() or bool(_E5_FAMILY.match(Path(spec.name).name.lower()))
+            or (spec.is_decoder and not has_sentence_transformers_files))
 
 
 @contextlib.contextmanager
