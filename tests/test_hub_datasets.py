@@ -298,20 +298,17 @@ def test_emb_filter_from_beir_reads_the_hub_copy_as_the_folder(hub, scifact_slic
         assert {r["meta"]["source"]["path"] for r in from_hub} == {f"hf://datasets/{repo}"}
 
 
-def test_a_missing_qrels_split_names_the_splits_there_are(hub, tmp_path):
-    result = emb_filter("--from-beir", "hf://datasets/mteb/scifact", "--split", "train", home=tmp_path / "hf",
-                        endpoint=hub.url)
-    assert error_line(result, "emb-filter").endswith(
-        "error: hf://datasets/mteb/scifact/qrels/train.tsv: no qrels for split 'train' (this folder has: test; "
-        "choose one with --split)")
-
-
-def test_a_repo_that_is_no_beir_data_set_is_one_line(hub, tmp_path):
-    result = run("emb-eval", "--model", "minilm-l6", "hf://datasets/org/examples", home=tmp_path / "hf",
-                 endpoint=hub.url)
-    assert error_line(result, "emb-eval").endswith(
-        "error: hf://datasets/org/examples is not a BEIR data set: it has no corpus config and no corpus.jsonl (or "
-        ".jsonl.gz, .parquet) at its root")
+@pytest.mark.parametrize("command, args, expected", [
+    ("emb-filter", ["--from-beir", "hf://datasets/mteb/scifact", "--split", "train"],
+     "hf://datasets/mteb/scifact/qrels/train.tsv: no qrels for split 'train' (this folder has: test; choose one with "
+     "--split)"),
+    ("emb-eval", ["--model", "minilm-l6", "hf://datasets/org/examples"],
+     "hf://datasets/org/examples is not a BEIR data set: it has no corpus config and no corpus.jsonl (or .jsonl.gz, "
+     ".parquet) at its root"),
+])
+def test_bad_hub_beir_data_is_one_line(hub, tmp_path, command, args, expected):
+    result = run(command, *args, home=tmp_path / "hf", endpoint=hub.url)
+    assert error_line(result, command) == f"{command}: error: {expected}"
 
 
 @pytest.mark.parametrize("argument, parsed", [
