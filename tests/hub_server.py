@@ -10,8 +10,12 @@ _snapshot_download.py and hf_api.py):
 Errors carry `X-Error-Code` as the hub's do: an unknown repo is 404 `RepoNotFound`; a gated repo's files are 401
 `GatedRepo` without a token and 403 with a wrong one (its metadata stays public, as on the hub).
 
-`HubServer({"org/name": folder}, gated={"org/name": "token"})`, `.url` for HF_ENDPOINT, `.log` of
-(method, path, Authorization), `.close()`.
+Dataset repos (`datasets={"org/name": folder}`) answer the same calls under `/api/datasets/{repo}/...` and
+`/datasets/{repo}/resolve/...` (huggingface_hub's `repo_info`, `list_repo_tree` and `hf_hub_download` with
+repo_type="dataset"); *.parquet files are LFS files there, as the hub stores them.
+
+`HubServer({"org/name": folder}, gated={"org/name": "token"}, datasets={"org/data": folder})`, `.url` for
+HF_ENDPOINT, `.log` of (method, path, Authorization), `.close()`.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class _Repo:
     def entry(self, path: str) -> dict:
         data = self.files[path]
         entry = {"type": "file", "path": path, "size": len(data), "oid": _git_blob_id(data)}
-        if path.endswith(".safetensors"):
+        if path.endswith((".safetensors", ".parquet")):
             entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
         return entry
 
@@ -75,15 +79,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, head: bool) -> None:
         owner = self.server.owner
         owner.record("HEAD" if head else "GET", self.path, self.headers.get("Authorization"))
-        parts = unquote(urlparse(self.path).path).strip("/").split("/")
+        repos, parts = self._repos_of(unquote(urlparse(self.path).path).strip("/").split("/"))
         api = parts[:2] == ["api", "models"]
         repo_id = "/".join(parts[2:4] if api else parts[:2])
         rest = parts[4:] if api else parts[2:]
-        repo = owner.repos.get(repo_id)
+        repo = repos.get(repo_id)
         if repo is None:
             return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound",
                                                                          "X-Error-Message": "Repository not found"})
-        if api and rest[:1] == ["revision"]:
+        if api and rest[:1] in (["revision"], []):
             return self._json({"id": repo_id, "sha": COMMIT, "gated": "auto" if repo_id in owner.gated else False,
                                "siblings": [{"rfilename": name} for name in repo.files]}, head)
         if api and rest[:1] == ["tree"]:
@@ -106,14 +110,24 @@ class _Handler(BaseHTTPRequestHandler):
             headers |= {"X-Linked-Etag": f'"{entry["lfs"]["oid"]}"', "X-Linked-Size": str(entry["size"])}
         self._send(200, repo.files[path], headers, head)
 
-
+    # Dataset repos answer the same calls as models, under /api/datasets/{repo}/... and /datasets/{repo}/resolve/...
+    def _repos_of(self, parts: list[str]) -> tuple[dict[str, _Repo], list[str]]:
+        """The repos a path asks of (models or datasets), and the path as a model's would read."""
+        owner = self.server.owner
+        if parts[:2] == ["api", "datasets"]:
+            return owner.datasets, ["api", "models", *parts[2:]]
+        if parts[:1] == ["datasets"]:
+            return owner.datasets, parts[1:]
+        return owner.repos, parts
 
 
 class HubServer(LoopbackServer):
     """Start with `HubServer(repos)`, point HF_ENDPOINT at `.url`, stop with `.close()` (or as a context manager)."""
 
-    def __init__(self, repos: dict[str, Path], gated: dict[str, str] | None = None):
+    def __init__(self, repos: dict[str, Path], gated: dict[str, str] | None = None,
+                 datasets: dict[str, Path] | None = None):
         self.repos = {repo_id: _Repo(Path(folder)) for repo_id, folder in repos.items()}
+        self.datasets = {repo_id: _Repo(Path(folder)) for repo_id, folder in (datasets or {}).items()}
         self.gated = gated or {}
         self.log: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()

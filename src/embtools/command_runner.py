@@ -23,6 +23,7 @@ import click
 
 from embtools.distributed import is_main_process
 from embtools.records.atomic import atomic_file
+from embtools.records.hub_datasets import is_hub_dataset
 from embtools.records.jsonl import (
     Record,
     RejectSink,
@@ -80,9 +81,11 @@ class RecordRun:
         return self.rejects if self.skip_invalid else None
 
     def read(self, validate: Validator | None = None, source: str | None = None) -> Iterator[Record]:
-        """Validated records of FILE (or `source`), stdin for none or `-`. The file is opened now, so a missing one
-        fails before a model loads; its records are read as they are asked for."""
+        """Validated records of FILE (or `source`), stdin for none or `-`. The file is opened now (a hub data set's
+        files downloaded), so a missing one fails before a model loads; its records are read as they are asked for."""
         path = source if source is not None else self.source
+        if is_hub_dataset(path):
+            return read_records(path, validate, rejects=self.input_rejects)
         stream = open_input(path)
         if path not in (None, "-"):
             self._stack.callback(stream.close)  # also when the run stops before reading it (read_records closes too)

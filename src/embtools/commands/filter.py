@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import click
 
@@ -14,6 +15,7 @@ from embtools.filter import defaults
 from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.models.loading import DTYPES
 from embtools.records.examples import DUPLICATE_FIELDS, TEXT_FIELDS
+from embtools.records.hub_datasets import is_hub_dataset
 
 _PATH = click.Path(exists=True)
 
@@ -23,6 +25,13 @@ def _fields(ctx, param, value: str) -> tuple[str, ...]:
     if not fields or set(fields) - {*TEXT_FIELDS, "negative"}:
         raise click.BadParameter("a comma-separated list of query, positive, negative, instruction")
     return fields
+
+
+def _beir_sources(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not is_hub_dataset(value) and not Path(value).is_dir():
+            raise click.BadParameter(f"{value}: no such folder (nor an hf://datasets/ORG/NAME data set)")
+    return values
 
 
 def _ranks(ctx, param, value: str) -> tuple[int, int]:
@@ -71,8 +80,9 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--language-confidence", type=click.FloatRange(0, 1), default=defaults.LANGUAGE_CONFIDENCE,
               show_default=True,
               help="Identifier confidence from which another language is a reject.")
-@click.option("--from-beir", "from_beir", multiple=True, type=click.Path(exists=True, file_okay=False),
-              metavar="DIR", help="Also read a BEIR folder's qrels as short-long examples (no negatives); repeatable.")
+@click.option("--from-beir", "from_beir", multiple=True, callback=_beir_sources, metavar="DIR|hf://datasets/ORG/NAME",
+              help="Also read a BEIR folder's qrels as short-long examples (no negatives); a BEIR data set on the hub "
+                   "(BeIR's or mteb's layout) is downloaded and read alike; repeatable.")
 @click.option("--split", default=defaults.LABELED_SPLIT, show_default=True, help="The qrels split --from-beir reads.")
 @click.option("--instruction", default=None, help="Instruction of --from-beir examples. Default: the E5 instruction "
               "known for the dataset (SciFact), else required.")
@@ -113,6 +123,7 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
     from embtools.filter.negative_mining import MiningSettings, NegativeMiner
     from embtools.filter.pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
     from embtools.filter.report import FilterStats, summary_lines, write_report
+    from embtools.records.datasets import beir_folder
 
     started = time.perf_counter()
     settings = FilterSettings(
@@ -126,6 +137,7 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
     checks = build_checks(settings)
     stats = FilterStats()
     miner = None
+    from_beir = tuple(beir_folder(source) for source in from_beir)  # a hub data set is downloaded now
     records = input_examples(run.source or (), from_beir, from_sts, run.input_rejects, split, instruction,
                              min_score)
     kept = filter_examples(records, checks, run.rejects, stats, settings.batch_size)

@@ -38,5 +38,6 @@ def _restore(previous: dict[str, str | None]) -> None:
 
 offline_option = click.option(
     "--offline", is_flag=True, envvar=OFFLINE_ENV, expose_value=False, callback=_export_offline,
-    help="Never use the network: a hub id must already be in the Hugging Face cache (HF_HOME). Default: a hub id "
-         "downloads on first use. Built-in models never need the network. Env: EMBTOOLS_OFFLINE.")
+    help="Never use the network: a hub id (or hf://datasets/ input) must already be in the Hugging Face cache "
+         "(HF_HOME). Default: it downloads on first use. Built-in models never need the network. "
+         "Env: EMBTOOLS_OFFLINE.")

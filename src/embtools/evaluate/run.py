@@ -19,6 +19,7 @@ from embtools.records.datasets import (
     EVALUATION_SPLIT,
     DataSource,
     data_revision,
+    folder_name,
     load_classification,
     load_retrieval,
     load_sts,
@@ -65,7 +66,7 @@ def _local(source: DataSource, task: str, task_type: str, main_metric: str, spli
     def describe() -> Any:
         from embtools.evaluate.mteb_tasks import local_metadata
 
-        return local_metadata(task, task_type, main_metric, split, data_revision(source), str(source.path))
+        return local_metadata(task, task_type, main_metric, split, data_revision(source), folder_name(source.path))
     return EvalOutcome(task, split, scores, main_metric, describe)
 
 

@@ -1,9 +1,10 @@
 """Real labeled data as example records, so it enters the same pipeline as generated data.
 
-- A BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`): one `short-long` example per judged
-  (query, document) pair with a positive relevance; the document is `title text` as BEIR joins it. The negative is
-  null (fill it with `--mine-negatives`). The instruction is the one given, else the E5 instruction known for the
-  dataset (SciFact), else an error asking for one.
+- A BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`; or one made from a BEIR data set on the hub,
+  records.hub_beir): one `short-long` example per judged (query, document) pair with a positive relevance; the
+  document is `title text` as BEIR joins it. The negative is null (fill it with `--mine-negatives`). The
+  instruction is the one given, else the E5 instruction known for the dataset (SciFact), else an error asking for
+  one.
 - An STS file (`sentence1`, `sentence2`, `score`): one `sts` example per pair scoring at least `min_score`
   (default 4.0 of 5), with the paper's STS instruction.
 Ids are `<dataset>-<split>-<query id>-<doc id>` and `<dataset>-<file stem>-<pair number>`; `meta.source` says where
@@ -19,7 +20,14 @@ from pathlib import Path
 from embtools.errors import EmbtoolsError
 from embtools.filter import defaults
 from embtools.instructions import STS_INSTRUCTION, TASK_INSTRUCTIONS
-from embtools.records.datasets import judged_texts, load_qrels, qrels_file, sts_pairs, task_name_for
+from embtools.records.datasets import (
+    folder_name,
+    judged_texts,
+    load_qrels,
+    qrels_file,
+    sts_pairs,
+    task_name_for,
+)
 from embtools.records.jsonl import Record
 
 
@@ -47,7 +55,7 @@ def beir_examples(folder: Path, split: str = "train", instruction: str | None = 
                 yield {"id": f"{name}-{split}-{query_id}-{doc_id}", "task_type": "short-long",
                        "instruction": instruction, "query": queries[query_id], "positive": documents[doc_id],
                        "negative": None, "language": language,
-                       "meta": {"source": {"dataset": name, "path": str(folder), "split": split,
+                       "meta": {"source": {"dataset": name, "path": folder_name(folder), "split": split,
                                            "query_id": query_id, "doc_id": doc_id}}}
 
 

@@ -1,9 +1,12 @@
 """Records and files: what every command reads and writes.
 
-In: JSONL lines (files or stdin; plain, gzip or zstd), Parquet rows, and the data sets users bring (BEIR folders,
-STS and classification files).
+In: JSONL lines (files or stdin; plain, gzip or zstd), Parquet rows, data sets on the Hugging Face hub
+(`hf://datasets/...`), and the data sets users bring (BEIR folders, STS and classification files).
 - `jsonl`: streaming records in and out, line numbers in errors, `--rejects` sinks, the output of every command.
 - `formats`: which format an input is (its first bytes and its name), decompression, Parquet rows as JSON records.
+- `hub_datasets`: `hf://datasets/ORG/NAME[@REV][/PATH | :CONFIG/SPLIT]` -> the repo files it names, downloaded into
+  the Hugging Face cache (through models.hub), for the readers above.
+- `hub_beir`: a BEIR data set on the hub (BeIR's or mteb's layout) -> a local BEIR folder of links to its cached files.
 - `atomic`: outputs that appear whole or not at all (temporary name, fsync, rename).
 - `examples`: the example record (query, positive, negative, instruction): the one check of its fields.
 - `embeddings`: embedding records, vectors as JSON lists or base64 float32.

@@ -6,6 +6,8 @@
 - a classification folder: `train.jsonl` and `<split>.jsonl` with `text` and `label`;
 - each `.jsonl` file of these may also come as `.jsonl.gz`, `.jsonl.zst` or `.parquet` (BEIR on the hub ships
   `corpus.jsonl.gz`): `record_file` finds it;
+- `hf://datasets/ORG/NAME`: a BEIR data set on the hub (BeIR's or mteb's layout), downloaded and read as a folder
+  (records.hub_beir); its qrels may be record files (`query-id`, `corpus-id`, `score`) as well as TSV;
 - `mteb:TaskName`: a task of the installed mteb.
 
 Evaluation, labeled data, decontamination and negative mining all read through these functions, so every stage
@@ -24,6 +26,7 @@ from pathlib import Path
 from embtools.errors import EmbtoolsError, InputError
 from embtools.instructions import TASK_NAMES_BY_PATH, document_text
 from embtools.records.formats import RECORD_SUFFIXES, record_file, record_stem
+from embtools.records.hub_datasets import hub_name, is_hub_dataset
 from embtools.records.jsonl import read_records, require_string
 
 # The file names of the two folder formats.
@@ -85,9 +88,12 @@ def split_of_file(path: Path) -> str:
 
 
 def detect(argument: str) -> DataSource:
-    """The kind of one DATA argument, without loading it."""
+    """The kind of one DATA argument, without loading it (a BEIR data set on the hub is downloaded, not read)."""
     if argument.startswith("mteb:"):
         return DataSource("mteb", argument[len("mteb:"):])
+    if is_hub_dataset(argument):
+        folder = beir_folder(argument)
+        return DataSource("retrieval", task_name_for(folder), folder)
     path = Path(argument)
     if path.is_dir():
         return DataSource(_folder_kind(path), task_name_for(path), path)
@@ -117,12 +123,35 @@ def _check_sts_file(path: Path) -> None:
                             "(STS), a retrieval folder or a classification folder")
 
 
+def beir_folder(argument: str | Path) -> Path:
+    """A BEIR folder: the one named, or for `hf://datasets/ORG/NAME` a folder of links to its downloaded files
+    (records.hub_beir)."""
+    if is_hub_dataset(argument):
+        from embtools.records.hub_beir import hub_beir_folder
+
+        return hub_beir_folder(argument)
+    return Path(argument)
+
+
+def file_name(path: Path) -> str:
+    """How errors name a data file: its path, or `hf://datasets/ORG/NAME/PATH` for a file downloaded from the hub."""
+    return hub_name(path) or str(path)
+
+
+def folder_name(folder: Path) -> str:
+    """How messages and `meta` name a BEIR folder: its path, or the `hf://datasets/ORG/NAME` it was made from."""
+    from embtools.records.hub_beir import made_for
+
+    made = made_for(folder)
+    return made[0] if made else str(folder)
+
+
 def _records(path: Path, validate):
     """read_records with the file's name in front of any error."""
     try:
         yield from read_records(path, validate)
     except InputError as exc:
-        raise EmbtoolsError(f"{path}: {exc}") from None
+        raise EmbtoolsError(f"{file_name(path)}: {exc}") from None
 
 
 def _sts_record(record: dict) -> dict:
@@ -167,17 +196,25 @@ def beir_texts(path: Path, wanted: Container[str] | None = None) -> Iterator[tup
 
 
 def qrels_file(folder: Path, split: str, option: str = "--split") -> Path:
-    """`qrels/<split>.tsv` of a BEIR folder; an error naming the splits it has (and `option`) when it is missing."""
+    """`qrels/<split>.tsv` of a BEIR folder (or `qrels/<split>.jsonl`, `.parquet`... of records with `query-id`,
+    `corpus-id`, `score`, as mteb's copies on the hub have them); an error naming the splits it has (and `option`)
+    when it is missing."""
     path = folder / QRELS / f"{split}.tsv"
     if not path.is_file():
-        have = sorted(p.stem for p in (folder / QRELS).glob("*.tsv"))
-        raise EmbtoolsError(f"{path}: no qrels for split {split!r}"
+        path = record_file(path.with_suffix(".jsonl"))
+    if not path.is_file():
+        have = sorted({record_stem(p.name).removesuffix(".tsv") for p in (folder / QRELS).glob("*")
+                       if p.name.endswith((".tsv", *RECORD_SUFFIXES))})
+        raise EmbtoolsError(f"{folder_name(folder)}/{QRELS}/{split}.tsv: no qrels for split {split!r}"
                             + (f" (this folder has: {', '.join(have)}; choose one with {option})" if have else ""))
     return path
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """BEIR qrels: query id -> {doc id: relevance}; a header line is skipped."""
+    """BEIR qrels: query id -> {doc id: relevance}; a header line is skipped. A record file (`.jsonl`, `.parquet`...)
+    holds them as `query-id`, `corpus-id`, `score` fields."""
+    if path.name.endswith(RECORD_SUFFIXES):
+        return _record_qrels(path)
     qrels: dict[str, dict[str, int]] = {}
     number = 0
     try:
@@ -185,9 +222,9 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
             for number, row in enumerate(csv.reader(stream, delimiter="\t"), start=1):
                 _add_judgement(qrels, row, number, path)
     except UnicodeDecodeError:
-        raise EmbtoolsError(f"{path}: not valid UTF-8") from None
+        raise EmbtoolsError(f"{file_name(path)}: not valid UTF-8") from None
     except csv.Error as exc:
-        raise EmbtoolsError(f"{path}: line {number + 1}: {exc}") from None
+        raise EmbtoolsError(f"{file_name(path)}: line {number + 1}: {exc}") from None
     return qrels
 
 
@@ -195,8 +232,24 @@ def _add_judgement(qrels: dict[str, dict[str, int]], row: list[str], number: int
     if not row or (number == 1 and row[-1].strip().lower() == "score"):
         return
     if len(row) < 3 or not row[-1].strip().lstrip("-").isdigit():
-        raise EmbtoolsError(f"{path}: line {number}: expected query-id<TAB>corpus-id<TAB>score")
+        raise EmbtoolsError(f"{file_name(path)}: line {number}: expected query-id<TAB>corpus-id<TAB>score")
     qrels.setdefault(row[0], {})[row[-2]] = int(row[-1])
+
+
+def _qrels_record(record: dict) -> dict:
+    for name in ("query-id", "corpus-id"):
+        if isinstance(record.get(name), bool) or not isinstance(record.get(name), (str, int)):
+            raise InputError(f'field "{name}" must be a string or an integer')
+    if isinstance(record.get("score"), bool) or not isinstance(record.get("score"), int):
+        raise InputError('field "score" must be an integer')
+    return record
+
+
+def _record_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    for record in _records(path, _qrels_record):
+        qrels.setdefault(str(record["query-id"]), {})[str(record["corpus-id"])] = record["score"]
+    return qrels
 
 
 def load_retrieval(path: Path, split: str) -> RetrievalData:
@@ -205,7 +258,8 @@ def load_retrieval(path: Path, split: str) -> RetrievalData:
     qrels = {q: docs for q, docs in load_qrels(qrels_path).items() if docs}
     queries = dict(beir_texts(record_file(path / QUERIES), qrels))
     if not queries:
-        raise EmbtoolsError(f"{qrels_path}: none of its query ids is in {record_file(path / QUERIES)}")
+        raise EmbtoolsError(f"{file_name(qrels_path)}: none of its query ids is in "
+                            f"{file_name(record_file(path / QUERIES))}")
     return RetrievalData(dict(beir_texts(record_file(path / CORPUS))), queries, qrels)
 
 
@@ -251,8 +305,13 @@ def load_classification(path: Path, split: str) -> ClassificationData:
 
 
 def data_revision(source: DataSource) -> str:
-    """`local-` and the first 12 hex digits of a sha256 over the data files' names, sizes and mtimes."""
+    """`local-` and the first 12 hex digits of a sha256 over the data files' names, sizes and mtimes; for a data set
+    from the hub, its commit."""
+    from embtools.records.hub_beir import made_for
+
     path = source.path
+    if made_for(path):
+        return made_for(path)[1]
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
     for file in files:

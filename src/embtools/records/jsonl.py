@@ -21,6 +21,7 @@ import orjson
 from embtools.errors import InputError
 from embtools.records.atomic import atomic_file
 from embtools.records.formats import PARQUET, ParquetRows, detect_format, text_lines
+from embtools.records.hub_datasets import hub_record_files, is_hub_dataset
 
 Record = dict[str, Any]
 Validator = Callable[[Record], Record]
@@ -85,11 +86,13 @@ class RejectSink:
         self.counts: Counter[str] = Counter()
 
     def reject(self, record: Record | None, reason: str, line: int | None = None, raw: bytes | None = None,
-               unit: str = "line") -> None:
-        """Count a skipped record; `line` is its number in the input, a `unit` ("line", or "row" for Parquet)."""
+               unit: str = "line", file: str | None = None) -> None:
+        """Count a skipped record; `line` is its number in the input, a `unit` ("line", or "row" for Parquet), in
+        `file` when the input is several files (a data set on the hub)."""
         self.counts[reason_kind(reason)] += 1
         if self.stream is not None:
-            entry = {unit: line, "reason": reason, "record": record}
+            entry = {"file": file} if file else {}
+            entry |= {unit: line, "reason": reason, "record": record}
             if record is None and raw is not None:
                 entry["raw"] = raw[:1000].decode("utf-8", "replace")
             self.stream.write(orjson.dumps(entry, option=_DUMP_OPTIONS))
@@ -114,12 +117,30 @@ def read_records(
     validate: Validator | None = None,
     rejects: RejectSink | None = None,
 ) -> Iterator[Record]:
-    """Yield validated records from a JSONL file (plain, .gz or .zst), a Parquet file, or stdin.
+    """Yield validated records from a JSONL file (plain, .gz or .zst), a Parquet file, stdin, or the files of a data
+    set on the hub (`hf://datasets/...`, records.hub_datasets: downloaded when this is called, read as asked for).
 
     Blank lines are ignored, and a UTF-8 byte order mark before the first; errors name the 1-based line number (for
-    Parquet: the row number). With `rejects` given (the `--skip-invalid` mode) a bad record is counted and skipped;
-    without, it raises InputError. Compressed data that ends early or is damaged always raises.
+    Parquet: the row number), and for a hub data set the file in the repo. With `rejects` given (the
+    `--skip-invalid` mode) a bad record is counted and skipped; without, it raises InputError. Compressed data that
+    ends early or is damaged always raises.
     """
+    if is_hub_dataset(source):
+        return _hub_records(hub_record_files(source), validate, rejects)
+    return _stream_records(source, validate, rejects)
+
+
+def _hub_records(files: list[tuple[Path, str]], validate: Validator | None,
+                 rejects: RejectSink | None) -> Iterator[Record]:
+    for path, name in files:
+        try:
+            yield from _stream_records(path, validate, rejects, name)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from None
+
+
+def _stream_records(source: str | Path | IO[bytes] | None, validate: Validator | None, rejects: RejectSink | None,
+                    name: str | None = None) -> Iterator[Record]:
     stream = open_input(source)
     try:
         unit, entries, to_record = _numbered_entries(stream)
@@ -132,7 +153,7 @@ def read_records(
                 if rejects is None:
                     raise InputError(str(exc), line=number, unit=unit) from None
                 raw = entry if isinstance(entry, bytes) else None
-                rejects.reject(record, str(exc), line=number, raw=raw, unit=unit)
+                rejects.reject(record, str(exc), line=number, raw=raw, unit=unit, file=name)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
