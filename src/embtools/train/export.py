@@ -40,16 +40,21 @@ def save_weights(model: Any, folder: Path, merge: bool, base_path: Path) -> None
 
 
 def bake_eos(tokenizer: Any) -> None:
-    """Make the tokenizer itself end every text with EOS (sentence-transformers calls it with special tokens on)."""
+    """Make the tokenizer itself end every text with EOS (sentence-transformers calls it with special tokens on),
+    keeping the BOS it puts first, if any (Mistral's `<s>`; without it the model embeds other texts than in
+    training)."""
     from tokenizers.processors import TemplateProcessing
 
     ids = tokenizer("hello", add_special_tokens=True)["input_ids"]
     eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
     if ids and ids[-1] == eos_id:
         return
+    bos_id = tokenizer.bos_token_id
+    lead = [(tokenizer.bos_token, bos_id)] if ids and bos_id is not None and ids[0] == bos_id else []
+    prefix = "".join(f"{token} " for token, _ in lead)
     backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
-    backend.post_processor = TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
-                                                special_tokens=[(eos, eos_id)])
+    backend.post_processor = TemplateProcessing(single=f"{prefix}$A {eos}", pair=f"{prefix}$A {eos} $B {eos}",
+                                                special_tokens=[*lead, (eos, eos_id)])
 
 
 def save_sentence_transformers_files(folder: Path, dim: int, pooling: str, max_length: int,
