@@ -25,6 +25,11 @@ def query_prompt(instruction: str) -> str:
     return QUERY_TEMPLATE.format(instruction=instruction, text="")
 
 
+def prompts(instruction: str | None) -> dict[str, str]:
+    """The sentence-transformers prompts of a model trained with `instruction` (none without one)."""
+    return {"query": query_prompt(instruction), "document": ""} if instruction else {}
+
+
 def save_weights(model: Any, folder: Path, merge: bool, base_path: Path) -> None:
     """Adapter only, or merged full weights (a PEFT model merged; a fully trained model as it is)."""
     if hasattr(model, "peft_config") and not merge:
@@ -72,9 +77,8 @@ def save_sentence_transformers_files(folder: Path, dim: int, pooling: str, max_l
     (folder / "1_Pooling").mkdir(exist_ok=True)
     _write_json(folder / "1_Pooling" / "config.json", pooling_config)
     (folder / "2_Normalize").mkdir(exist_ok=True)
-    prompts = {"query": query_prompt(instruction), "document": ""} if instruction else {}
     _write_json(folder / "config_sentence_transformers.json",
-                {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine",
+                {"prompts": prompts(instruction), "default_prompt_name": None, "similarity_fn_name": "cosine",
                  "model_type": "SentenceTransformer"})
 
 
@@ -86,6 +90,7 @@ def plot_loss(log_path: Path, png_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if "loss" in row]  # evaluation rows carry metrics, not the loss
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot([r["step"] for r in rows], [r["loss"] for r in rows], linewidth=1.2)
     axis.set_xlabel("step")
