@@ -19,20 +19,11 @@ import pytest
 from conftest import DATA, run_cli
 from embtools.commands.eval import main as eval_main
 from embtools.commands.train import main as train_main
-from test_train_tracking import scalars, sts_examples  # noqa: F401 (a fixture)
+from embtools.train.evaluation import EvalPlan
+from test_train_tracking import one_thread, scalars, sts_examples  # noqa: F401 (fixtures)
 
 STS_DEV = DATA / "stsbenchmark" / "dev.jsonl"
 EVAL_ARGS = ["--eval", STS_DEV, "--eval-max-pairs", "200", "--eval-every", "2"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def common(examples: Path, model: Path) -> list:
@@ -115,6 +106,7 @@ def test_a_killed_run_resumes_with_its_best_so_far(kept_run, sts_examples, tiny_
     assert (on_disk["step"], on_disk["value"]) == (early_best, straight_scores[early_best])
     summary, errors = train([*args, "--resume"])
     assert any(f"best so far: step {early_best}" in line for line in errors)
+    assert f"wrote {output} (step {summary['best']['step']}: STSBenchmark[200 pairs] cosine_spearman" in errors[-1]
     assert summary["best"] == kept_run[1]["best"]
     assert eval_scores(output) == straight_scores
     logged = scalars(tmp_path / "resumed.checkpoints" / "runs" / "emb-train")
@@ -133,6 +125,12 @@ def test_an_unknown_metric_is_one_line_at_the_first_evaluation(sts_examples, tin
     assert code == 1 and errors[-1].startswith("emb-train: error: --keep-best STSBenchmark:ndcg_at_10: no such "
                                                "metric (it has: cosine_pearson, cosine_spearman")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("every", "steps"), [(2, [2, 4, 5]), (None, [5]), (5, [5]), (1, [1, 2, 3, 4, 5])])
+def test_evaluations_fall_every_n_steps_and_after_the_last(every, steps):
+    plan = EvalPlan([str(STS_DEV)], every)
+    assert [step for step in range(1, 6) if plan.due(step, total_steps=5)] == steps
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -31,6 +31,17 @@ def sts_examples(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("tracking") / "examples.jsonl", records)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine two OpenMP threads per process wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series TensorBoard reads from the event files of one run folder: tag -> [(step, value)]."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

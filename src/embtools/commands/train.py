@@ -150,8 +150,10 @@ def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_drop
                 "examples); raise --batch-size and bound memory with --mini-batch-size instead")
     summary = _train(_config(locals(), sources, monitoring), run.input_rejects)
     if is_main_process():  # the summary is rank 0's; the other ranks return an empty one
+        best = summary.get("best")
+        kept = f" (step {best['step']}: {best['task']} {best['metric']} {best['value']:.4f})" if best else ""
         run.summarize(f"{summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
-                      f"{summary['seconds']} s; wrote {output}")
+                      f"{summary['seconds']} s; wrote {output}{kept}")
         click.echo(json.dumps(summary))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -361,7 +362,8 @@ def optimizer_step(config: TrainConfig, model, optimizer, accelerator) -> float 
         norm = accelerator.clip_grad_norm_(model.parameters(), float("inf"))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return None if norm is None else float(norm)
+    norm = None if norm is None else float(norm)
+    return norm if norm is not None and math.isfinite(norm) else None  # fp16 overflow (a skipped step): null
 
 
 @contextlib.contextmanager
