@@ -14,6 +14,7 @@ from embtools.commands.model_options import offline_option
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
+from embtools.records.datasets import EVALUATION_SPLIT
 from embtools.train import recipe
 from embtools.train.data import parse_source
 from embtools.train.deepspeed_configs import BUNDLED
@@ -95,12 +96,35 @@ def _deepspeed_name(value: str) -> str:
 @click.option("--no-memory-check", is_flag=True, envvar="EMBTOOLS_NO_MEMORY_CHECK",
               help="Train even if the memory estimate exceeds the GPU's memory. Default: refuse before loading "
                    "(checked on GPUs only). Env: EMBTOOLS_NO_MEMORY_CHECK.")
+@click.option("--report-to", "report_to", multiple=True, metavar="TOOL", envvar="EMBTOOLS_REPORT_TO",
+              help="Log loss, lr, throughput, gradient norm and eval metrics to tensorboard, wandb, mlflow and/or "
+                   "trackio (repeat or comma-separate; each needs its own library). TensorBoard writes to "
+                   "CHECKPOINT_DIR/runs. Default: none. Env: EMBTOOLS_REPORT_TO.")
+@click.option("--eval", "eval_data", multiple=True, metavar="DATA",
+              help="Evaluate the model being trained on DATA as emb-eval does (STS file, BEIR or classification "
+                   "folder, mteb:Task; repeatable) after the last step and every --eval-every steps; metrics go to "
+                   "train_log.jsonl and the trackers. Default: none.")
+@click.option("--eval-every", type=click.IntRange(min=1), default=None,
+              help="Evaluate every N steps (needs --eval). Default: after the last step only.")
+@click.option("--eval-split", default=EVALUATION_SPLIT, show_default=True,
+              help="Split of --eval data (qrels/SPLIT.tsv, SPLIT.jsonl or the mteb split).")
+@click.option("--eval-max-corpus", type=click.IntRange(min=1), default=None,
+              help="--eval retrieval on N documents (every judged one and a seeded sample). Default: all.")
+@click.option("--eval-max-queries", type=click.IntRange(min=1), default=None,
+              help="--eval retrieval with a seeded sample of N queries. Default: all.")
+@click.option("--eval-max-pairs", type=click.IntRange(min=2), default=None,
+              help="--eval STS with a seeded sample of N pairs. Default: all.")
+@click.option("--keep-best", default=None, metavar="TASK[:METRIC]",
+              help="Write the weights of the evaluated step scoring highest on TASK's METRIC (emb-eval's names, e.g. "
+                   "SciFact:ndcg_at_10; without METRIC the task's main score) instead of the last step's; needs "
+                   "--eval. Default: the last step.")
 @common_options
 def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
          mini_batch_size, gradient_accumulation_steps, epochs, max_steps, lr, warmup_steps, weight_decay, seed,
          max_length, query_max_length, mixed_precision, gradient_checkpointing, same_task_batches,
          no_mask_false_negatives, save_every, checkpoint_dir, resume, num_processes, deepspeed_name, merge,
-         overwrite, trust_remote_code, estimate_memory, no_memory_check):
+         overwrite, trust_remote_code, estimate_memory, no_memory_check,
+         report_to, eval_data, eval_every, eval_split, eval_max_corpus, eval_max_queries, eval_max_pairs, keep_best):
     """Fine-tune MODEL into an embedding model on example records (`instruction`, `query`, `positive`,
     `negative` or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch, `FILE:2` repeats it.
 
@@ -112,6 +136,7 @@ def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_drop
     if output is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
     sources = list(inputs) or [parse_source("-")]
+    monitoring = _monitoring(locals())
     if batch_size % num_processes:
         raise click.UsageError(f"--batch-size {batch_size} does not split over --num-processes {num_processes}")
     if (num_processes > 1 or deepspeed_name) and not is_launched():
@@ -123,10 +148,12 @@ def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_drop
     if gradient_accumulation_steps > 1:
         warning("gradient accumulation does not add in-batch negatives (each batch's InfoNCE sees only its own "
                 "examples); raise --batch-size and bound memory with --mini-batch-size instead")
-    summary = _train(_config(locals(), sources), run.input_rejects)
+    summary = _train(_config(locals(), sources, monitoring), run.input_rejects)
     if is_main_process():  # the summary is rank 0's; the other ranks return an empty one
+        best = summary.get("best")
+        kept = f" (step {best['step']}: {best['task']} {best['metric']} {best['value']:.4f})" if best else ""
         run.summarize(f"{summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
-                      f"{summary['seconds']} s; wrote {output}")
+                      f"{summary['seconds']} s; wrote {output}{kept}")
         click.echo(json.dumps(summary))
 
 
@@ -157,7 +184,43 @@ def _check_memory(options: dict) -> None:
         raise
 
 
-def _config(options: dict, sources):
+def _monitoring(options: dict) -> dict:
+    """--report-to and --eval, checked before anything loads: the trackers' names and libraries, the eval plan."""
+    from embtools.evaluate.run import EvalOptions
+    from embtools.train.best import parse_keep_best
+    from embtools.train.evaluation import EvalPlan
+    from embtools.train.tracking import check_installed, parse_report_to
+
+    data = list(options["eval_data"])
+    for name in ("eval_every", "eval_max_corpus", "eval_max_queries", "eval_max_pairs", "keep_best"):
+        if options[name] is not None and not data:
+            raise click.UsageError(f"--{name.replace('_', '-')} needs --eval")
+    try:
+        tools = parse_report_to(options["report_to"])
+        plan = EvalPlan(data, options["eval_every"], EvalOptions(
+            split=options["eval_split"], max_corpus=options["eval_max_corpus"],
+            max_queries=options["eval_max_queries"], max_pairs=options["eval_max_pairs"]),
+            keep_best=options["keep_best"]) if data else None
+        if plan and plan.keep_best:
+            parse_keep_best(plan.keep_best, plan.task_names())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if plan and (plan.options.max_corpus or plan.options.max_queries) and any(d.startswith("mteb:") for d in data):
+        raise click.UsageError("--eval-max-corpus and --eval-max-queries apply to local folders only, not mteb:")
+    if plan and _zero_stage(options["deepspeed_name"]) == 3:
+        raise click.UsageError("--eval runs on rank 0 alone, which ZeRO-3's partitioned weights cannot; use zero2")
+    check_installed(tools)
+    return {"report_to": tools, "evaluation": plan}
+
+
+def _zero_stage(deepspeed_name: str | None) -> int | None:
+    from embtools.train.deepspeed_configs import deepspeed_config
+
+    return deepspeed_config(deepspeed_name, 1, "no").get("zero_optimization", {}).get("stage") if deepspeed_name \
+        else None
+
+
+def _config(options: dict, sources, monitoring: dict):
     from embtools.train.deepspeed_configs import deepspeed_config
     from embtools.train.loop import TrainConfig
     from embtools.train.lora import LoraSettings
@@ -182,7 +245,7 @@ def _config(options: dict, sources):
         mask_false_negatives=not options["no_mask_false_negatives"],
         gradient_accumulation_steps=options["gradient_accumulation_steps"], save_every=options["save_every"],
         checkpoint_dir=options["checkpoint_dir"], resume=options["resume"], deepspeed=ds, merge=options["merge"],
-        overwrite=options["overwrite"], trust_remote_code=options["trust_remote_code"])
+        overwrite=options["overwrite"], trust_remote_code=options["trust_remote_code"], **monitoring)
 
 
 def _train(config, sink):

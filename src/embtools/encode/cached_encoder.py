@@ -29,7 +29,7 @@ class CachedEncoder:
     """A lazily loaded Encoder (vectors before normalization) with an optional EmbeddingCache in front."""
 
     def __init__(self, model: str | ModelSpec, settings: EncodeSettings | None = None,
-                 cache: EmbeddingCache | None = None, chunk_size: int = 4096):
+                 cache: EmbeddingCache | None = None, chunk_size: int = 4096, encoder: Encoder | None = None):
         self.spec = model if isinstance(model, ModelSpec) else inspect_model(model)
         self.settings = replace(settings or EncodeSettings(), normalize=False)
         self.cache = cache
@@ -41,7 +41,7 @@ class CachedEncoder:
         self.dtype = resolve_dtype(self.settings.dtype, self.device, self.spec.is_decoder)
         self.fingerprint = model_fingerprint(self.spec, self.pooling, self.dtype, self.settings.max_length,
                                              self.device)
-        self._encoder: Encoder | None = None
+        self._encoder: Encoder | None = encoder  # given: a model already loaded (emb-train evaluating its model)
         self.encoded = 0
         self.reused = 0
 

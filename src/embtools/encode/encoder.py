@@ -67,7 +67,9 @@ def cpu_has_native_bf16() -> bool:
 class Encoder:
     """A loaded model with its pooling and tokenization rules; call `encode(texts)`."""
 
-    def __init__(self, model: str | ModelSpec, settings: EncodeSettings | None = None):
+    def __init__(self, model: str | ModelSpec, settings: EncodeSettings | None = None, loaded=None):
+        """`loaded`: a (model, tokenizer) already in memory (emb-train's model while it trains) instead of loading
+        the spec's weights."""
         self.settings = settings or EncodeSettings()
         self.spec = model if isinstance(model, ModelSpec) else inspect_model(model)
         self.pooling = self.settings.pooling or self.spec.pooling
@@ -76,7 +78,8 @@ class Encoder:
         self.normalize = self.spec.normalize if self.settings.normalize is None else self.settings.normalize
         self.device = self.settings.device or default_device()
         self.dtype = resolve_dtype(self.settings.dtype, self.device, self.spec.is_decoder)
-        self.model, self.tokenizer = load_model(self.spec, self.dtype, self.device, self.settings.trust_remote_code)
+        self.model, self.tokenizer = loaded or load_model(self.spec, self.dtype, self.device,
+                                                          self.settings.trust_remote_code)
         limit = model_max_length(self.tokenizer, self.model.config, self.spec.max_length)
         self.max_length = min(self.settings.max_length, limit) if limit else self.settings.max_length
         self.framing = token_framing(self.tokenizer, self.max_length, append_eos=self.pooling == "last")

@@ -11,6 +11,9 @@
 - `deepspeed_configs`: the bundled ZeRO-2/ZeRO-3 configs.
 - `optimizer`: AdamW and the warm-up / linear-decay schedule.
 - `memory_estimate`: the per-GPU peak memory of a run, term by term, from config.json (`--estimate-memory`).
+- `tracking`: `--report-to`: loss, lr, throughput, gradient norm and eval metrics through accelerate's trackers.
+- `evaluation` and `best`: `--eval` (emb-eval's evaluation of the model being trained, on rank 0) and
+  `--keep-best` (the best evaluated step's weights, kept across a resume, become the output).
 - `loop`: the training loop, top to bottom, on one process, DDP or DeepSpeed (GradCache under each).
 - `export`: the output folder that emb-encode, emb-eval and sentence-transformers load.
 """

@@ -22,6 +22,7 @@ from embtools.records.atomic import atomic_dir
 
 _PREFIX = "step_"
 _KEPT = 2
+TRAINABLE = "trainable.safetensors"
 
 
 def checkpoint_name(step: int) -> str:
@@ -59,15 +60,34 @@ def trainable_state(model: Any) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def save_trainable(model: Any, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(trainable_state(model), str(path))
+
+
+def load_trainable(model: Any, path: Path, failure: str) -> None:
+    """Copy the weights of a trainable.safetensors into `model`'s trainable parameters (each onto its device);
+    `failure` begins the error if they do not match."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path))
+    parameters = dict(model.named_parameters())
+    missing = set(weights) ^ {n for n, p in parameters.items() if p.requires_grad}
+    if missing:
+        raise EmbtoolsError(f"{failure}: its weights do not match this model ({sorted(missing)[0]}...)")
+    with torch.no_grad():
+        for name, value in weights.items():
+            parameters[name].copy_(value)
+
+
 def save_checkpoint(folder: Path, step: int, model: Any, optimizer: Any, scheduler: Any, meta: dict[str, Any],
                     rng_by_rank: list[dict[str, Any]]) -> Path:
     """Write step `step`'s checkpoint atomically and prune older ones (rank 0; weights and optimizer state are the
     same on every rank, the RNG states are each rank's own)."""
-    from safetensors.torch import save_file
-
     target = folder / checkpoint_name(step)
     with atomic_dir(target, overwrite=True) as tmp:
-        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+        save_trainable(model, tmp / TRAINABLE)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng_by_rank, tmp / "rng.pt")
@@ -96,17 +116,7 @@ def check_compatible(state: dict[str, Any], meta: dict[str, Any]) -> None:
 
 def load_checkpoint(checkpoint: Path, model: Any, optimizer: Any, scheduler: Any, rank: int = 0) -> int:
     """Restore everything saved by save_checkpoint; returns the step it was taken after."""
-    from safetensors.torch import load_file
-
-    weights = load_file(str(checkpoint / "trainable.safetensors"))
-    parameters = dict(model.named_parameters())
-    missing = set(weights) ^ {n for n, p in parameters.items() if p.requires_grad}
-    if missing:
-        raise EmbtoolsError(f"cannot resume from {checkpoint}: its weights do not match this model "
-                            f"({sorted(missing)[0]}...)")
-    with torch.no_grad():
-        for name, value in weights.items():
-            parameters[name].copy_(value)
+    load_trainable(model, checkpoint / TRAINABLE, f"cannot resume from {checkpoint}")
     # Onto the CPU first: saved from rank 0's GPU, it would land on cuda:0 in every rank; load_state_dict then moves
     # each state to its parameter's device.
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))

@@ -25,6 +25,11 @@ def query_prompt(instruction: str) -> str:
     return QUERY_TEMPLATE.format(instruction=instruction, text="")
 
 
+def prompts(instruction: str | None) -> dict[str, str]:
+    """The sentence-transformers prompts of a model trained with `instruction` (none without one)."""
+    return {"query": query_prompt(instruction), "document": ""} if instruction else {}
+
+
 def save_weights(model: Any, folder: Path, merge: bool, base_path: Path) -> None:
     """Adapter only, or merged full weights (a PEFT model merged; a fully trained model as it is)."""
     if hasattr(model, "peft_config") and not merge:
@@ -40,16 +45,21 @@ def save_weights(model: Any, folder: Path, merge: bool, base_path: Path) -> None
 
 
 def bake_eos(tokenizer: Any) -> None:
-    """Make the tokenizer itself end every text with EOS (sentence-transformers calls it with special tokens on)."""
+    """Make the tokenizer itself end every text with EOS (sentence-transformers calls it with special tokens on),
+    keeping the BOS it puts first, if any (Mistral's `<s>`; without it the model embeds other texts than in
+    training)."""
     from tokenizers.processors import TemplateProcessing
 
     ids = tokenizer("hello", add_special_tokens=True)["input_ids"]
     eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
     if ids and ids[-1] == eos_id:
         return
+    bos_id = tokenizer.bos_token_id
+    lead = [(tokenizer.bos_token, bos_id)] if ids and bos_id is not None and ids[0] == bos_id else []
+    prefix = "".join(f"{token} " for token, _ in lead)
     backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
-    backend.post_processor = TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
-                                                special_tokens=[(eos, eos_id)])
+    backend.post_processor = TemplateProcessing(single=f"{prefix}$A {eos}", pair=f"{prefix}$A {eos} $B {eos}",
+                                                special_tokens=[*lead, (eos, eos_id)])
 
 
 def save_sentence_transformers_files(folder: Path, dim: int, pooling: str, max_length: int,
@@ -67,9 +77,8 @@ def save_sentence_transformers_files(folder: Path, dim: int, pooling: str, max_l
     (folder / "1_Pooling").mkdir(exist_ok=True)
     _write_json(folder / "1_Pooling" / "config.json", pooling_config)
     (folder / "2_Normalize").mkdir(exist_ok=True)
-    prompts = {"query": query_prompt(instruction), "document": ""} if instruction else {}
     _write_json(folder / "config_sentence_transformers.json",
-                {"prompts": prompts, "default_prompt_name": None, "similarity_fn_name": "cosine",
+                {"prompts": prompts(instruction), "default_prompt_name": None, "similarity_fn_name": "cosine",
                  "model_type": "SentenceTransformer"})
 
 
@@ -81,6 +90,7 @@ def plot_loss(log_path: Path, png_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if "loss" in row]  # evaluation rows carry metrics, not the loss
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot([r["step"] for r in rows], [r["loss"] for r in rows], linewidth=1.2)
     axis.set_xlabel("step")

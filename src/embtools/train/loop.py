@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -40,6 +41,7 @@ from embtools.train.checkpoint import (
     save_engine_checkpoint,
 )
 from embtools.train.data import DataSource, TrainingExample, epoch_batches, load_examples, most_common_instruction
+from embtools.train.evaluation import EvalPlan, TrainingEvaluator
 from embtools.train.export import export_model
 from embtools.train.infonce_loss import InfoNCELoss
 from embtools.train.lora import (
@@ -54,6 +56,14 @@ from embtools.train.optimizer import make_optimizer
 from embtools.train.precision import resolve_mixed_precision
 from embtools.train.step import train_step
 from embtools.train.text_batches import TextBatcher
+from embtools.train.tracking import (
+    accelerator_arguments,
+    end_tracking,
+    eval_values,
+    report,
+    start_tracking,
+    step_values,
+)
 
 log = logging.getLogger("embtools")
 
@@ -89,6 +99,8 @@ class TrainConfig:
     merge: bool = False
     overwrite: bool = False
     trust_remote_code: bool = False
+    report_to: tuple[str, ...] = ()  # experiment trackers (train/tracking.py)
+    evaluation: EvalPlan | None = None  # evaluation during training (train/evaluation.py)
 
     def __post_init__(self) -> None:
         self.mixed_precision = resolve_mixed_precision(self.mixed_precision)
@@ -101,7 +113,7 @@ class TrainConfig:
                 "lora": asdict(self.lora) if self.lora else None}
 
 
-def make_accelerator(config: TrainConfig):
+def make_accelerator(config: TrainConfig, work_dir: Path):
     """An Accelerator for this process: gloo on CPUs (else each CPU rank thinks it is alone), DeepSpeed if asked."""
     from accelerate import Accelerator
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
@@ -114,7 +126,7 @@ def make_accelerator(config: TrainConfig):
     # DDP); DeepSpeed needs cpu=False (cpu=True silently drops the plugin) and does its own gradient reduction.
     cpu = not torch.cuda.is_available() and plugin is None
     return Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, deepspeed_plugin=plugin,
-                       kwargs_handlers=handlers)
+                       kwargs_handlers=handlers, **accelerator_arguments(config.report_to, work_dir))
 
 
 def skip_shared_memory_comm() -> None:
@@ -242,18 +254,33 @@ def save_step(config: TrainConfig, work_dir: Path, step: int, model, optimizer, 
 
 
 def log_step(log_path: Path | None, state: RunState, loss: float, lr: float, tokens: int, examples: int,
-             seconds: float, epoch: int) -> None:
+             seconds: float, epoch: int, grad_norm: float | None = None) -> dict[str, Any]:
     state.losses.append(loss)
     state.tokens += tokens
     state.examples += examples
     state.seconds += seconds
     row = {"step": state.step, "epoch": epoch, "loss": round(loss, 6), "lr": lr,
            "tokens_per_s": round(tokens / seconds, 1), "examples_per_s": round(examples / seconds, 2),
-           "seconds": round(seconds, 3)}
+           "seconds": round(seconds, 3), "grad_norm": None if grad_norm is None else round(grad_norm, 6)}
     if log_path is not None:
-        with open(log_path, "a") as stream:
-            stream.write(json.dumps(row) + "\n")
+        append_row(log_path, row)
         log.info(f"step {state.step}: loss {loss:.4f} lr {lr:.2e} {row['tokens_per_s']:.0f} tok/s")
+    return row
+
+
+def append_row(log_path: Path, row: dict[str, Any]) -> None:
+    with open(log_path, "a") as stream:
+        stream.write(json.dumps(row) + "\n")
+
+
+def evaluate_step(evaluator: TrainingEvaluator | None, step: int, accelerator, model, tokenizer,
+                  log_path: Path | None, config: TrainConfig) -> None:
+    """--eval: rank 0 (the only one with an evaluator) evaluates the model being trained; the others wait."""
+    if evaluator is not None:
+        evaluation = evaluator.evaluate(step, accelerator.unwrap_model(model), tokenizer)
+        append_row(log_path, evaluation.log_row())
+        report(accelerator, config.report_to, eval_values(evaluation.metrics), step)
+    accelerator.wait_for_everyone()
 
 
 def truncate_log(log_path: Path, step: int) -> None:
@@ -266,8 +293,9 @@ def truncate_log(log_path: Path, step: int) -> None:
 def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]:
     """Run the whole training and write the output folder (rank 0); returns the summary."""
     started = time.perf_counter()
+    work_dir = config.checkpoint_dir or config.output.with_name(config.output.name + ".checkpoints")
     with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed print()s build notices; stdout is the summary's
-        accelerator = make_accelerator(config)
+        accelerator = make_accelerator(config, work_dir)
     main = accelerator.is_main_process
     if main and not config.resume:
         check_output_dir(config.output, config.overwrite)
@@ -283,7 +311,6 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     with contextlib.redirect_stdout(sys.stderr):
         model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    work_dir = config.checkpoint_dir or config.output.with_name(config.output.name + ".checkpoints")
     if main:
         work_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"{sum(map(len, pools))} examples, {plan.total_steps} steps of {config.batch_size} "
@@ -294,6 +321,9 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     log_path = work_dir / "train_log.jsonl" if main else None
     if main:
         truncate_log(log_path, state.step)
+    start_tracking(accelerator, config.report_to, config.output.name, run_arguments(config), state.step)
+    evaluator = TrainingEvaluator(config.evaluation, spec, most_common_instruction(pools), output_max_length(config),
+                                  work_dir, state.step) if config.evaluation and main else None
     loss_fn = InfoNCELoss(config.temperature, config.mask_false_negatives)
     accumulation = config.gradient_accumulation_steps
     for epoch, shares in plan.steps_from(state.step):
@@ -305,27 +335,35 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
             losses.append(loss)
             tokens += used
         lr = scheduler.get_last_lr()[0]  # the rate this step used
-        optimizer_step(config, model, optimizer)
+        grad_norm = optimizer_step(config, model, optimizer, accelerator)
         scheduler.step()
         loss, tokens = step_totals(losses, tokens)
         state.step += 1
-        log_step(log_path, state, loss, lr, tokens, config.batch_size * accumulation,
-                 time.perf_counter() - tick, epoch)
+        row = log_step(log_path, state, loss, lr, tokens, config.batch_size * accumulation,
+                       time.perf_counter() - tick, epoch, grad_norm)
+        report(accelerator, config.report_to, step_values(row), state.step)
+        if config.evaluation and config.evaluation.due(state.step, plan.total_steps):
+            evaluate_step(evaluator, state.step, accelerator, model, tokenizer, log_path, config)
         if config.save_every and state.step % config.save_every == 0 and state.step < plan.total_steps:
             save_step(config, work_dir, state.step, model, optimizer, scheduler, accelerator)
-    return finish(config, accelerator, model, tokenizer, spec, pools, state, work_dir, started)
+    return finish(config, accelerator, model, tokenizer, spec, pools, state, work_dir, started, evaluator)
 
 
-def optimizer_step(config: TrainConfig, model, optimizer) -> None:
-    """One optimizer step, then zero gradients. Under DeepSpeed `model` is the engine: its step() runs the ZeRO
+def optimizer_step(config: TrainConfig, model, optimizer, accelerator) -> float | None:
+    """One optimizer step, then zero gradients; returns the gradient norm (of all trainable weights, unscaled, as
+    if clipped at infinity: nothing is clipped). Under DeepSpeed `model` is the engine: its step() runs the ZeRO
     optimizer on the gradients reduced by every backward since the last step (accelerate's optimizer wrapper is a
-    no-op there). The learning rate is the torch scheduler's, which sets the param_groups the engine's optimizer
-    reads, so the schedule is the same as without DeepSpeed."""
+    no-op there) and reports the norm it computed. The learning rate is the torch scheduler's, which sets the
+    param_groups the engine's optimizer reads, so the schedule is the same as without DeepSpeed."""
     if config.deepspeed:
         model.step()
+        norm = model.get_global_grad_norm()
     else:
+        norm = accelerator.clip_grad_norm_(model.parameters(), float("inf"))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    norm = None if norm is None else float(norm)
+    return norm if norm is not None and math.isfinite(norm) else None  # fp16 overflow (a skipped step): null
 
 
 @contextlib.contextmanager
@@ -358,24 +396,41 @@ def final_model(config: TrainConfig, accelerator, model, spec):
     return fresh
 
 
+def output_max_length(config: TrainConfig) -> int:
+    """The longest text the output model takes (its sentence-transformers max_seq_length)."""
+    return max(config.query_max_length, config.document_max_length)
+
+
+def run_arguments(config: TrainConfig) -> dict[str, Any]:
+    """The run's settings as JSON values (training_args.json, the trackers' hyperparameters)."""
+    arguments = {**{k: v for k, v in config.__dict__.items() if k not in {"lora", "sources", "output",
+                                                                           "checkpoint_dir", "evaluation"}},
+                 "lora": asdict(config.lora) if config.lora else None,
+                 "sources": [asdict(s) for s in config.sources], "world_size": world_size(),
+                 "evaluation": asdict(config.evaluation) if config.evaluation else None}
+    return json.loads(json.dumps(arguments, default=str))
+
+
 def finish(config: TrainConfig, accelerator, model, tokenizer, spec, pools, state: RunState, work_dir: Path,
-           started: float) -> dict[str, Any]:
+           started: float, evaluator: TrainingEvaluator | None = None) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     trained = final_model(config, accelerator, model, spec)
     summary = {}
     if accelerator.is_main_process:
-        arguments = {**{k: v for k, v in config.__dict__.items() if k not in {"lora", "sources", "output",
-                                                                               "checkpoint_dir"}},
-                     "lora": asdict(config.lora) if config.lora else None,
-                     "sources": [asdict(s) for s in config.sources], "world_size": world_size()}
+        best = evaluator.restore_best(trained) if evaluator else None
         with atomic_dir(config.output, overwrite=config.overwrite or config.resume) as folder:
             log_file = work_dir / "train_log.jsonl"
             if log_file.exists():
                 (folder / "train_log.jsonl").write_text(log_file.read_text())
+            if evaluator:
+                evaluator.write_record(folder)
             export_model(folder, trained, tokenizer, spec.path, config.merge, spec.pooling,
-                         max(config.query_max_length, config.document_max_length), most_common_instruction(pools),
-                         json.loads(json.dumps(arguments, default=str)))
+                         output_max_length(config), most_common_instruction(pools),
+                         run_arguments(config))
         summary = summarize(config, state, started)
+        if best:
+            summary["best"] = asdict(best)
+    end_tracking(accelerator)
     accelerator.wait_for_everyone()
     return summary
 
