@@ -296,8 +296,9 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
 def checker_for_index(index_dir: Path) -> EmbeddingChecker:
     """The checker records to add to an index folder must pass: its dimension, none of its ids."""
     meta = read_meta(Path(index_dir))
-    return EmbeddingChecker(stored_width("ubinary", meta["dim"]) if meta.get("binary") else meta["dim"],
-                            read_ids(Path(index_dir), meta["count"]))
+    binary = bool(meta.get("binary"))
+    return EmbeddingChecker(stored_width("ubinary", meta["dim"]) if binary else meta["dim"],
+                            read_ids(Path(index_dir), meta["count"]), binary=binary)
 
 
 def _set_parameter(index: faiss.Index, name: str, value: int | None, required: bool = True) -> None:

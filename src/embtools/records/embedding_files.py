@@ -128,6 +128,11 @@ class ParquetWriter:
 
     def __init__(self, stack: ExitStack, path: Path, info: EmbeddingFileInfo):
         self.stream, self.info, self._writer = stack.enter_context(atomic_file(Path(path))), info, None
+        stack.callback(self._close)  # before the file is closed, also when the run fails
+
+    def _close(self) -> None:
+        if self._writer is not None and self._writer.is_open:
+            self._writer.close()
 
     def _open(self, first_id: Any) -> None:
         import pyarrow as pa
@@ -159,7 +164,7 @@ class ParquetWriter:
     def finish(self) -> None:
         if self._writer is None:  # no records: an empty file that still says what it would hold
             self._open("")
-        self._writer.close()
+        self._close()
 
 
 def _fields(record: Record) -> Record:
