@@ -188,7 +188,7 @@ def test_truncate_dim_keeps_the_first_dimensions_renormalized(text_file):
     full = vectors(run([str(text_file)])[1])
     code, records, err = run([str(text_file), "--truncate-dim", "64"])
     short = vectors(records)
-    assert code == 0 and short.shape == (40, 64) and "(64-d float32" in err[-1]
+    assert code == 0 and short.shape == (40, 64) and "(64-d, mean pooling" in err[-1]
     expected = full[:, :64] / np.linalg.norm(full[:, :64], axis=1, keepdims=True)
     assert np.allclose(short, expected, atol=1e-6)
 

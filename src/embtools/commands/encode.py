@@ -74,7 +74,8 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
          chunk_size, num_processes, id_field, trust_remote_code, fmt, precision, truncate_dim, shard, resume):
     """Embed text records (`id`, `text`, optional `title`, `instruction`) read from FILE or stdin.
 
-    Writes one embedding record (`id`, `embedding`, plus fields it does not know) per text, in input order.
+    Writes one embedding record (`id`, `embedding`, plus fields it does not know) per text, in input order; with
+    --format npy or parquet, embedding files instead (docs/records.md).
     """
     _check_usage(run, fmt, precision, resume)
     from embtools.encode.encoder import Encoder, EncodeSettings
@@ -108,7 +109,8 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
     if count == 0 and not run.rejects.total:
         warning("no input records")
     truncated = f"; {encoder.truncated} texts truncated to {encoder.max_length} tokens" if encoder.truncated else ""
-    run.summarize(f"{count} embeddings ({written.dim}-d {precision}, {encoder.pooling} pooling, {encoder.dtype}) "
+    stored = "" if precision == "float32" else f" {precision}"
+    run.summarize(f"{count} embeddings ({written.dim}-d{stored}, {encoder.pooling} pooling, {encoder.dtype}) "
                   f"in {time.perf_counter() - started:.1f} s{truncated}")
 
 

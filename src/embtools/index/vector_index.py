@@ -21,16 +21,7 @@ import numpy as np
 import orjson
 
 from embtools.errors import EmbtoolsError, InputError
-from embtools.index.binary_index import (
-    binary_factory,
-    binary_scores,
-    binary_search_defaults,
-    new_binary_index,
-    packed_queries,
-    read_binary,
-    set_binary_parameter,
-    write_binary,
-)
+from embtools.index import binary_index as binary
 from embtools.index.defaults import ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH
 from embtools.index.embedding_checks import EmbeddingChecker, Id, checked_records
 from embtools.index.folder import (
@@ -129,8 +120,8 @@ def _clusterings(index: faiss.Index) -> list[tuple[str, int, Any]]:
     """The k-means runs training needs: (what, number of centroids, its ClusteringParameters)."""
     found = []
     if isinstance(index, faiss.IndexBinary):
-        binary = faiss.downcast_IndexBinary(index)
-        return [("IVF lists", binary.nlist, binary.cp)] if hasattr(binary, "nlist") else []
+        codes = faiss.downcast_IndexBinary(index)
+        return [("IVF lists", codes.nlist, codes.cp)] if hasattr(codes, "nlist") else []
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         found.append(("IVF lists", ivf.nlist, ivf.cp))
@@ -188,7 +179,7 @@ def _fill(index: faiss.Index, rows: Iterator[Record], ids_out: IO[bytes], train_
 def _write_folder(folder: Path, index: faiss.Index, meta: dict) -> None:
     """Write index.faiss, then index.json with the size and checksum of index.faiss and ids.jsonl."""
     if meta.get("binary"):
-        write_binary(index, folder / INDEX_FILE)
+        binary.write_binary(index, folder / INDEX_FILE)
     else:
         faiss.write_index(index, str(folder / INDEX_FILE))
     write_meta(folder, meta)
@@ -197,7 +188,7 @@ def _write_folder(folder: Path, index: faiss.Index, meta: dict) -> None:
 def _search_defaults(index: faiss.Index) -> dict:
     """The search parameters stored in the index: nprobe for IVF, efSearch for HNSW."""
     if isinstance(index, faiss.IndexBinary):
-        return binary_search_defaults(index)
+        return binary.binary_search_defaults(index)
     ivf = faiss.try_extract_index_ivf(index)
     hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
     return {**({"nprobe": ivf.nprobe} if ivf is not None else {}),
@@ -206,13 +197,15 @@ def _search_defaults(index: faiss.Index) -> dict:
 
 def _meta(index: faiss.Index, *, model: str | None, dim: int, factory: str, count: int, trained_on: int,
           precision: str = "float32") -> dict:
-    binary = precision == "ubinary"
+    is_binary = precision == "ubinary"
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model, "dim": dim,
-            "metric": "hamming" if binary else "inner_product", "normalized": not binary,
-            "score": "1 - 2 * hamming distance / dim" if binary else "cosine similarity (L2-normalized on insertion)",
-            "factory": binary_factory(factory) if binary else factory, "count": count, "trained_on": trained_on,
+            "metric": "hamming" if is_binary else "inner_product", "normalized": not is_binary,
+            "score": "1 - 2 * hamming distance / dim" if is_binary else
+                     "cosine similarity (L2-normalized on insertion)",
+            "factory": binary.binary_factory(factory) if is_binary else factory, "count": count,
+            "trained_on": trained_on,
             "search_defaults": _search_defaults(index), "faiss_version": faiss.__version__,
-            "precision": precision, "binary": binary}
+            "precision": precision, "binary": is_binary}
 
 
 def _record_model(record: Record) -> str | None:
@@ -246,12 +239,12 @@ def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT
     first = next(rows, None)
     if first is None:
         raise InputError("no embeddings to index")
-    binary = precision == "ubinary"
-    if binary != (first["embedding"].dtype == np.uint8):
+    is_binary = precision == "ubinary"
+    if is_binary != (first["embedding"].dtype == np.uint8):
         raise InputError(f"{precision} input but {first['embedding'].dtype} vectors")
-    dim = first["embedding"].size * (8 if binary else 1)
-    index = new_binary_index(dim, factory, DEFAULT_EF_SEARCH) if binary else new_index(dim, factory)
-    if binary and gpu:
+    dim = first["embedding"].size * (8 if is_binary else 1)
+    index = binary.new_binary_index(dim, factory, DEFAULT_EF_SEARCH) if is_binary else new_index(dim, factory)
+    if is_binary and gpu:
         raise EmbtoolsError("--gpu builds float indexes only; build binary ones on the CPU")
     with atomic_dir(out_dir, overwrite) as folder:
         with open(folder / IDS_FILE, "wb") as ids_out:
@@ -280,7 +273,8 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
     first = next(rows, None)
     if first is None:
         raise InputError("no embeddings to add")
-    index = read_binary(index_dir / INDEX_FILE) if meta.get("binary") else faiss.read_index(str(index_dir / INDEX_FILE))
+    path = index_dir / INDEX_FILE
+    index = binary.read_binary(path) if meta.get("binary") else faiss.read_index(str(path))
     if bool(meta.get("binary")) != (first["embedding"].dtype == np.uint8):
         raise InputError(f"this index holds {'binary' if meta.get('binary') else 'float'} vectors; "
                          "add vectors of the same kind")
@@ -296,9 +290,9 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
 def checker_for_index(index_dir: Path) -> EmbeddingChecker:
     """The checker records to add to an index folder must pass: its dimension, none of its ids."""
     meta = read_meta(Path(index_dir))
-    binary = bool(meta.get("binary"))
-    return EmbeddingChecker(stored_width("ubinary", meta["dim"]) if binary else meta["dim"],
-                            read_ids(Path(index_dir), meta["count"]), binary=binary)
+    is_binary = bool(meta.get("binary"))
+    return EmbeddingChecker(stored_width("ubinary", meta["dim"]) if is_binary else meta["dim"],
+                            read_ids(Path(index_dir), meta["count"]), binary=is_binary)
 
 
 def _set_parameter(index: faiss.Index, name: str, value: int | None, required: bool = True) -> None:
@@ -341,15 +335,16 @@ class VectorIndex:
         index_dir = Path(index_dir)
         meta = read_meta(index_dir)
         ids = read_ids(index_dir, meta["count"])
-        binary = bool(meta.get("binary"))
-        index = read_binary(index_dir / INDEX_FILE) if binary else _read_faiss(index_dir / INDEX_FILE, mmap and not gpu)
+        is_binary = bool(meta.get("binary"))
+        path = index_dir / INDEX_FILE
+        index = binary.read_binary(path) if is_binary else _read_faiss(path, mmap and not gpu)
         if index.ntotal != len(ids) or index.d != meta["dim"]:
             raise EmbtoolsError(f"{index_dir} is inconsistent: {INDEX_FILE} holds {index.ntotal} {index.d}-d "
                                 f"vectors, {META_FILE} says {meta['count']} {meta['dim']}-d")
-        set_parameter = set_binary_parameter if binary else _set_parameter
+        set_parameter = binary.set_binary_parameter if is_binary else _set_parameter
         set_parameter(index, "nprobe", nprobe)
         set_parameter(index, "efSearch", ef_search)
-        if gpu and binary:
+        if gpu and is_binary:
             raise EmbtoolsError("--gpu searches float indexes only")
         if gpu:
             require_gpu()
@@ -382,11 +377,11 @@ class VectorIndex:
         return results
 
     def _search_binary(self, queries: np.ndarray, k: int, batch_size: int) -> list[list[tuple[Id, float]]]:
-        packed = packed_queries(queries, self.dim)
+        packed = binary.packed_queries(queries, self.dim)
         results: list[list[tuple[Id, float]]] = []
         for start in range(0, len(packed), batch_size):
             distances, rows = self.index.search(packed[start:start + batch_size], k)
-            scores = binary_scores(distances, self.dim)
+            scores = binary.binary_scores(distances, self.dim)
             results.extend([(self.ids[r], float(s)) for s, r in zip(srow, rrow) if r >= 0]
                            for srow, rrow in zip(scores, rows))
         return results
