@@ -27,6 +27,7 @@ def stored(path):
     return [r["id"] for records, _ in parts for r in records], np.concatenate([rows for _, rows in parts])
 
 
+@pytest.mark.slow
 def test_the_shards_together_hold_every_record_once_with_the_unsharded_vectors(tmp_path, text_file):
     # one record a chunk: every text is encoded alone, so its vector cannot depend on its batch
     options = [*MINILM, "--chunk-size", "1", "--max-length", "32", "--format", "npy", str(text_file)]

@@ -80,7 +80,7 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
     _check_usage(run, fmt, precision, resume)
     from embtools.encode.encoder import Encoder, EncodeSettings
     from embtools.encode.output import OutputSettings, encode_to_output
-    from embtools.encode.resume import fingerprint
+    from embtools.encode.resume import fingerprint, progress_folder, read_ledger
     from embtools.encode.stream import shard as take_shard
     from embtools.encode.stream import text_record_validator
 
@@ -99,10 +99,13 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
                "encoding": encoding, "normalize": normalize, "dtype": dtype, "batch_tokens": batch_tokens,
                "chunk_size": chunk_size, "id_field": id_field, "format": fmt, "precision": precision,
                "truncate_dim": truncate_dim, "shard": shard}
+    resume_print = fingerprint(source, options) if resume else None
+    if resume_print:
+        read_ledger(progress_folder(run.output), resume_print)  # refuse a changed run before the model loads
     encoder = Encoder(model, settings)
     written = encode_to_output(records, encoder, instruction, output,
                                stdout=run.stream if fmt == "jsonl" and is_main_process() else None,
-                               resume_print=fingerprint(source, options) if resume else None)
+                               resume_print=resume_print)
     count = written.count
     if not is_main_process():  # rank 0 gathers, writes and reports; the others only encode their share
         return

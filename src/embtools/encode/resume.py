@@ -43,6 +43,21 @@ def fingerprint(input_file: str | Path, options: dict) -> str:
     return digest.hexdigest()
 
 
+def read_ledger(folder: Path, print_: str) -> dict:
+    """The ledger of a progress folder (an empty one where there is none); EmbtoolsError when it was kept for
+    another input or other options, or is damaged."""
+    try:
+        ledger = orjson.loads((folder / LEDGER).read_bytes())
+    except FileNotFoundError:
+        return {"fingerprint": print_, "rows": 0, "bytes": {VECTORS: 0, RECORDS: 0}, "int8_ranges": None}
+    except orjson.JSONDecodeError:
+        raise EmbtoolsError(f"{folder / LEDGER} is corrupt; delete {folder} to start over") from None
+    if ledger.get("fingerprint") != print_:
+        raise EmbtoolsError(f"--resume: the input or the options differ from those of the run that left "
+                            f"{folder}; run with the same ones, or delete it to start over")
+    return ledger
+
+
 class Progress:
     """The finished rows of one output; `rows` of them, `ranges` the int8 ranges they were quantized with."""
 
@@ -63,16 +78,7 @@ class Progress:
         """The progress kept for `output`, or a fresh one; EmbtoolsError when it was kept for another input or
         other options. Only a `writable` one (rank 0's) creates or trims files."""
         folder = progress_folder(output)
-        try:
-            ledger = orjson.loads((folder / LEDGER).read_bytes())
-        except FileNotFoundError:
-            ledger = {"fingerprint": print_, "rows": 0, "bytes": {VECTORS: 0, RECORDS: 0}, "int8_ranges": None}
-        except orjson.JSONDecodeError:
-            raise EmbtoolsError(f"{folder / LEDGER} is corrupt; delete {folder} to start over") from None
-        if ledger.get("fingerprint") != print_:
-            raise EmbtoolsError(f"--resume: the input or the options differ from those of the run that left "
-                                f"{folder}; run with the same ones, or delete it to start over")
-        progress = cls(folder, ledger, precision, dim)
+        progress = cls(folder, read_ledger(folder, print_), precision, dim)
         if writable:
             progress._open_files()
         return progress

@@ -1,7 +1,8 @@
 """What emb-index reads: embedding records from JSONL (stdin or files) and embedding files (npy, Parquet), several
 files one after another (the shards of `emb-encode --shard`), each record through the stream's EmbeddingChecker.
 
-The kind of each file is known from its first bytes (records/embedding_files.py). Vectors reach the index as float32
+The kind of each file is known from its first bytes (records/embedding_files.py); a Parquet file that emb-encode
+did not write is read as records, as any record input. Vectors reach the index as float32
 (int8 codes dequantized with the file's ranges, float16 widened) or, for ubinary files, as packed bits; files of both
 kinds cannot be mixed in one index.
 """
@@ -28,7 +29,7 @@ def read_inputs(run: RecordRun, sources: Sequence[str] | None, checker: Embeddin
 
 
 def _open(run: RecordRun, source: str, checker: EmbeddingChecker) -> tuple[EmbeddingFileInfo, Iterator[Record]]:
-    if file_format(source) == "jsonl":
+    if file_format(source) is None:
         return EmbeddingFileInfo(), run.read(checker, source=source)
     info, records = embedding_records(source)
     return info, _checked_rows(source, records, checker, run.input_rejects)

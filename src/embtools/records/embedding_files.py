@@ -9,8 +9,9 @@
   dtype, one row group per chunk) and `fields` (the other fields as a JSON object, null when none); the same
   metadata as `OUT.meta.json` under the schema's `embtools` key.
 Every file is written under a temporary name and renamed when complete (records/atomic.py): the metadata and ids
-first, the vectors last; a reader refuses files whose counts disagree. A reader knows npy and Parquet from their
-first bytes; anything else is JSONL (plain or compressed), read by records/jsonl.py.
+first, the vectors last; a reader refuses files whose counts disagree. A reader knows npy and emb-encode's Parquet
+from their first bytes (and the `embtools` metadata); anything else is read as records by records/jsonl.py (JSONL,
+plain or compressed, and Parquet rows of embedding records from elsewhere).
 """
 
 from __future__ import annotations
@@ -185,13 +186,25 @@ def open_writer(stack: ExitStack, fmt: str, target: Path | IO[bytes], info: Embe
 
 # --- reading -------------------------------------------------------------------------------------------------------
 
-def file_format(path: str | Path | None) -> str:
-    """npy or parquet from a file's first bytes; jsonl for anything else (and for stdin, None or `-`)."""
+def file_format(path: str | Path | None) -> str | None:
+    """"npy" or "parquet" for an embedding file (an npy file, or a Parquet file with emb-encode's `embtools`
+    metadata), known from its first bytes; None for anything to read as records (JSONL, other Parquet, stdin)."""
     if path is None or str(path) == "-" or not Path(path).is_file():
-        return "jsonl"
+        return None
     with open(path, "rb") as stream:
         head = stream.read(6)
-    return "npy" if head.startswith(_NPY_MAGIC) else "parquet" if head.startswith(_PARQUET_MAGIC) else "jsonl"
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    return "parquet" if head.startswith(_PARQUET_MAGIC) and _has_embtools_metadata(Path(path)) else None
+
+
+def _has_embtools_metadata(path: Path) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        return b"embtools" in (pq.read_schema(path).metadata or {})
+    except (OSError, ValueError):
+        return False  # the record reader says what is wrong with it
 
 
 def read_embedding_file(path: Path, rows: int = READ_ROWS) -> tuple[EmbeddingFileInfo, Iterator[tuple[list, Any]]]:
