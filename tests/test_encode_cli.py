@@ -169,3 +169,36 @@ def test_console_script_and_bin_wrapper_agree(text_file):
     outs = [subprocess.run([str(exe), *MINILM, str(text_file)], capture_output=True, timeout=300).stdout
             for exe in (script, REPO / "bin" / "emb-encode")]
     assert outs[0] == outs[1] and len(outs[0].splitlines()) == 40
+
+
+def test_npy_and_parquet_hold_the_jsonl_vectors_bit_for_bit(tmp_path, text_file):
+    from embtools.records.embedding_files import read_embedding_file
+
+    records = run([str(text_file), "--encoding", "base64"])[1]
+    for fmt in ("npy", "parquet"):
+        out = tmp_path / f"e.{fmt}"
+        code, stdout, err = run([str(text_file), "--format", fmt, "-o", str(out)])
+        assert code == 0 and stdout == [], err
+        _info, chunks = read_embedding_file(out)
+        rows = [(record, row) for batch, matrix in chunks for record, row in zip(batch, matrix)]
+        assert [{**r, "embedding": base64.b64encode(v.tobytes()).decode()} for r, v in rows] == records
+
+
+def test_truncate_dim_keeps_the_first_dimensions_renormalized(text_file):
+    full = vectors(run([str(text_file)])[1])
+    code, records, err = run([str(text_file), "--truncate-dim", "64"])
+    short = vectors(records)
+    assert code == 0 and short.shape == (40, 64) and "(64-d, mean pooling" in err[-1]
+    expected = full[:, :64] / np.linalg.norm(full[:, :64], axis=1, keepdims=True)
+    assert np.allclose(short, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "npy"], "--format npy writes files: give -o OUT"),
+    (["--format", "parquet", "-o", "-"], "--format parquet writes files: give -o OUT"),
+    (["--precision", "int8"], "--precision int8 needs --format npy or parquet"),
+    (["--precision", "ubinary", "-o", "x.jsonl"], "--precision ubinary needs --format npy or parquet"),
+])
+def test_binary_outputs_and_precisions_without_a_file_are_usage_errors(text_file, args, message):
+    code, records, err = run([str(text_file), *args])
+    assert code == 2 and records == [] and message in err[-1]

@@ -247,3 +247,103 @@ def test_approximate_indexes_reach_recall_095_at_their_defaults(tmp_path, minilm
         recall = recall_at_k(found, exact)
         print(f"{factory}: recall@10 {recall:.3f}")
         assert recall >= 0.95, factory
+
+
+def _embedding_file(path, vectors, precision="float32", ids=None, chunk=128):
+    """Write vectors as emb-encode --format does (chunk by chunk); the file's format is its suffix."""
+    from contextlib import ExitStack
+
+    from embtools.records.embedding_files import EmbeddingFileInfo, open_writer
+    from embtools.records.vector_precision import int8_ranges, quantize
+
+    ids = ids if ids is not None else [f"d{i}" for i in range(len(vectors))]
+    ranges = int8_ranges(vectors) if precision == "int8" else None
+    with ExitStack() as stack:
+        writer = open_writer(stack, path.suffix[1:], path, EmbeddingFileInfo(precision, vectors.shape[1], ranges))
+        for start in range(0, len(vectors), chunk):
+            records = [{"id": i} for i in ids[start:start + chunk]]
+            writer.write(records, quantize(vectors[start:start + chunk], precision, ranges))
+        writer.finish()
+    return path
+
+
+def _hits(args, input=None):
+    code, records, err = run(args, input)
+    assert code == 0, err
+    return [[h["id"] for h in r["hits"]] for r in records]
+
+
+@pytest.mark.parametrize("fmt", ["npy", "parquet"])
+def test_npy_and_parquet_files_build_the_index_jsonl_builds(tmp_path, fmt):
+    vectors = clustered_vectors(300)
+    ids = [f"d{i}" for i in range(300)]
+    jsonl = write_jsonl(tmp_path / "c.jsonl", records_of(vectors, ids))
+    binary = _embedding_file(tmp_path / f"c.{fmt}", vectors)
+    assert run(["build", jsonl, "-o", tmp_path / "a"])[0] == run(["build", binary, "-o", tmp_path / "b"])[0] == 0
+    assert (tmp_path / "a" / "index.faiss").read_bytes() == (tmp_path / "b" / "index.faiss").read_bytes()
+    assert (tmp_path / "a" / "ids.jsonl").read_bytes() == (tmp_path / "b" / "ids.jsonl").read_bytes()
+    queries = _embedding_file(tmp_path / f"q.{fmt}", clustered_vectors(20, seed=1))
+    assert _hits(["search", "--index", tmp_path / "a", queries]) == _hits(
+        ["search", "--index", tmp_path / "a"], write_jsonl(tmp_path / "q.jsonl", records_of(
+            clustered_vectors(20, seed=1), [f"d{i}" for i in range(20)])).read_bytes())
+
+
+def test_build_takes_the_shards_one_after_another_and_add_takes_files(tmp_path):
+    vectors = clustered_vectors(300)
+    ids = [f"d{i}" for i in range(300)]
+    shards = [_embedding_file(tmp_path / "s0.npy", vectors[:100], ids=ids[:100]),
+              _embedding_file(tmp_path / "s1.parquet", vectors[100:200], ids=ids[100:200]),
+              write_jsonl(tmp_path / "s2.jsonl", records_of(vectors[200:], ids[200:]))]
+    code, _, err = run(["build", *shards, "-o", tmp_path / "ix"])
+    assert code == 0 and "300 vectors" in err[-1]
+    assert read_jsonl(tmp_path / "ix" / "ids.jsonl") == ids
+    code, _, err = run(["build", shards[0], shards[0], "-o", tmp_path / "twice"])
+    assert code == 1 and 's0.npy: row 1: duplicate id "d0"' in err[-1]
+    run(["build", shards[0], "-o", tmp_path / "grown"])
+    assert run(["add", "--index", tmp_path / "grown", shards[1]])[0] == 0
+    assert read_jsonl(tmp_path / "grown" / "ids.jsonl") == ids[:200]
+
+
+def test_ubinary_builds_a_binary_index_searched_by_hamming_distance(tmp_path):
+    from embtools.records.vector_precision import quantize
+
+    vectors = clustered_vectors(300, dim=64)
+    path = _embedding_file(tmp_path / "c.npy", vectors, "ubinary")
+    code, _, err = run(["build", path, "-o", tmp_path / "ix", "--factory", "HNSW16"])
+    assert code == 0 and "(64-d, BHNSW16)" in err[-1]
+    meta = orjson.loads((tmp_path / "ix" / "index.json").read_bytes())
+    assert (meta["binary"], meta["precision"], meta["metric"], meta["dim"]) == (True, "ubinary", "hamming", 64)
+    queries = clustered_vectors(10, dim=64, seed=1)
+    found = VectorIndex.load(tmp_path / "ix", ef_search=300).search(queries, 5)
+    bits = np.unpackbits(quantize(vectors, "ubinary"), axis=1).astype(int)
+    for query, hits in zip(np.unpackbits(quantize(queries, "ubinary"), axis=1).astype(int), found):
+        distances = np.sort(np.abs(bits - query).sum(axis=1))[:5]
+        assert np.allclose([s for _, s in hits], 1 - 2 * distances / 64)
+    float_queries = write_jsonl(tmp_path / "q.jsonl", records_of(queries, list(range(10))))
+    packed = _embedding_file(tmp_path / "q.parquet", queries, "ubinary", ids=list(range(10)))
+    assert _hits(["search", "--index", tmp_path / "ix", float_queries]) == _hits(
+        ["search", "--index", tmp_path / "ix", packed])
+    code, _, err = run(["add", "--index", tmp_path / "ix", float_queries])
+    assert code == 1 and "this index holds ubinary vectors" in err[-1]
+
+
+def test_int8_files_are_dequantized_with_their_ranges(tmp_path):
+    from embtools.records.vector_precision import dequantize, int8_ranges, quantize
+
+    vectors = clustered_vectors(300)
+    code, _, err = run(["build", _embedding_file(tmp_path / "c.npy", vectors, "int8"), "-o", tmp_path / "ix"])
+    assert code == 0, err
+    ranges = int8_ranges(vectors)
+    expected = dequantize(quantize(vectors, "int8", ranges), "int8", ranges)
+    index = VectorIndex.load(tmp_path / "ix")
+    stored = index.index.reconstruct_n(0, 300)
+    assert np.allclose(stored, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6)
+    assert index.meta["precision"] == "int8" and not index.meta["binary"]
+
+
+def test_binary_and_float_files_do_not_mix(tmp_path):
+    vectors = clustered_vectors(20, dim=64)
+    floats = _embedding_file(tmp_path / "f.npy", vectors)
+    bits = _embedding_file(tmp_path / "b.npy", vectors, "ubinary", ids=[f"b{i}" for i in range(20)])
+    code, _, err = run(["build", floats, bits, "-o", tmp_path / "ix"])
+    assert code == 1 and "b.npy holds 64-d ubinary vectors" in err[-1]

@@ -10,15 +10,18 @@ import time
 
 import click
 
-from embtools.cli import EmbtoolsCommand, common_options, warning
+from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
 from embtools.command_runner import RecordRun, record_command
 from embtools.commands.model_options import dtype_option, offline_option
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
+from embtools.generate.generation_run import parse_shard
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import POOLINGS
+from embtools.records.embedding_files import FORMATS
 from embtools.records.embeddings import ENCODINGS
 from embtools.records.jsonl import open_input
+from embtools.records.vector_precision import PRECISIONS
 
 _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 
@@ -53,15 +56,33 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
               help="The field holding each record's id; `_id` reads BEIR corpus and query files as they are. "
                    "The output record calls it `id`.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
+              help="jsonl: embedding records; npy: OUT.npy matrix + OUT.ids.jsonl + OUT.meta.json; parquet: `id`, "
+                   "`embedding` (fixed-size list), `fields` columns. npy and parquet need -o.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="float32", show_default=True,
+              help="Stored precision. int8 (ranges from the first chunk) and ubinary (1 bit a dimension) need "
+                   "--format npy or parquet.")
+@click.option("--truncate-dim", type=click.IntRange(min=1), default=None,
+              help="Keep the first D dimensions (Matryoshka), renormalized when normalizing. Default: all.")
+@click.option("--shard", default=None, metavar="I/N", type=ParsedBy(parse_shard, "shard"),
+              help="Encode shard I of N (0 <= I < N): the records at positions I, I+N, I+2N, ... Default: all.")
+@click.option("--resume", is_flag=True,
+              help="Keep progress in OUT.progress/ and continue a killed run from its last finished chunk; needs "
+                   "-o and a FILE, and refuses another input or other options. Default: start over.")
 @common_options
 def main(run: RecordRun, model, instruction, pooling, max_length, encoding, normalize, dtype, batch_tokens,
-         chunk_size, num_processes, id_field, trust_remote_code):
+         chunk_size, num_processes, id_field, trust_remote_code, fmt, precision, truncate_dim, shard, resume):
     """Embed text records (`id`, `text`, optional `title`, `instruction`) read from FILE or stdin.
 
-    Writes one embedding record (`id`, `embedding`, plus fields it does not know) per text, in input order.
+    Writes one embedding record (`id`, `embedding`, plus fields it does not know) per text, in input order; with
+    --format npy or parquet, embedding files instead (docs/records.md).
     """
+    _check_usage(run, fmt, precision, resume)
     from embtools.encode.encoder import Encoder, EncodeSettings
-    from embtools.encode.stream import embed_records, text_record_validator
+    from embtools.encode.output import OutputSettings, encode_to_output
+    from embtools.encode.resume import fingerprint, progress_folder, read_ledger
+    from embtools.encode.stream import shard as take_shard
+    from embtools.encode.stream import text_record_validator
 
     if num_processes > 1 and not is_launched():
         sys.exit(_relaunch(num_processes, run.source))
@@ -72,16 +93,39 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
     settings = EncodeSettings(pooling=pooling, normalize=normalize, max_length=max_length, dtype=dtype,
                               max_tokens=batch_tokens, trust_remote_code=trust_remote_code)
     started = time.perf_counter()
-    records = run.read(text_record_validator(id_field), source=source)
+    records = take_shard(run.read(text_record_validator(id_field), source=source), *(shard or (0, 1)))
+    output = OutputSettings(fmt, run.output, encoding, precision, truncate_dim, chunk_size)
+    options = {"model": model, "instruction": instruction, "pooling": pooling, "max_length": max_length,
+               "encoding": encoding, "normalize": normalize, "dtype": dtype, "batch_tokens": batch_tokens,
+               "chunk_size": chunk_size, "id_field": id_field, "format": fmt, "precision": precision,
+               "truncate_dim": truncate_dim, "shard": shard}
+    resume_print = fingerprint(source, options) if resume else None
+    if resume_print:
+        read_ledger(progress_folder(run.output), resume_print)  # refuse a changed run before the model loads
     encoder = Encoder(model, settings)
-    count = run.write(embed_records(records, encoder, instruction, encoding, chunk_size))
+    written = encode_to_output(records, encoder, instruction, output,
+                               stdout=run.stream if fmt == "jsonl" and is_main_process() else None,
+                               resume_print=resume_print)
+    count = written.count
     if not is_main_process():  # rank 0 gathers, writes and reports; the others only encode their share
         return
     if count == 0 and not run.rejects.total:
         warning("no input records")
     truncated = f"; {encoder.truncated} texts truncated to {encoder.max_length} tokens" if encoder.truncated else ""
-    run.summarize(f"{count} embeddings ({encoder.dim}-d, {encoder.pooling} pooling, {encoder.dtype}) "
+    stored = "" if precision == "float32" else f" {precision}"
+    run.summarize(f"{count} embeddings ({written.dim}-d{stored}, {encoder.pooling} pooling, {encoder.dtype}) "
                   f"in {time.perf_counter() - started:.1f} s{truncated}")
+
+
+def _check_usage(run: RecordRun, fmt: str, precision: str, resume: bool) -> None:
+    """Usage errors (exit 2) before anything loads."""
+    if fmt != "jsonl" and run.streams_to_stdout:
+        raise click.UsageError(f"--format {fmt} writes files: give -o OUT")
+    if precision in ("int8", "ubinary") and fmt == "jsonl":
+        raise click.UsageError(f"--precision {precision} needs --format npy or parquet (the file records its "
+                               "precision)")
+    if resume and (run.streams_to_stdout or run.source in (None, "-")):
+        raise click.UsageError("--resume needs -o OUT and the input as a FILE")
 
 
 def _relaunch(num_processes: int, input_file: str | None) -> int:

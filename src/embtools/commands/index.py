@@ -39,7 +39,7 @@ def main():
 
 
 @main.command("build")
-@record_command(reads="file", writes=False)
+@record_command(reads="files", writes=False)
 @_add_batch_option
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
               help="The index folder to write (atomically: it appears only when complete).")
@@ -56,19 +56,24 @@ def main():
               help="Build on the GPU with faiss-gpu (an error if it is not installed). Default: CPU.")
 @common_options
 def build(run: RecordRun, output_dir, factory, overwrite, model, train_size, gpu, batch_size):
-    """Index embedding records (`id`, `embedding`: floats or base64) from FILE or stdin into the folder DIR.
+    """Index embeddings from FILEs (one after another: e.g. the shards of `emb-encode --shard`) or stdin into the
+    folder DIR. A FILE is JSONL embedding records (`id`, `embedding`: floats or base64), or an npy or Parquet file
+    of `emb-encode --format`, told apart by its first bytes.
 
-    Vectors are L2-normalized and scored by inner product (cosine similarity). DIR holds index.faiss,
-    ids.jsonl (ids in row order) and index.json (what was built).
+    Vectors are L2-normalized and scored by inner product (cosine similarity); ubinary files build a binary
+    (Hamming) index. DIR holds index.faiss, ids.jsonl (ids in row order) and index.json (what was built).
     """
     from embtools.index.embedding_checks import EmbeddingChecker
+    from embtools.index.inputs import read_inputs
     from embtools.index.vector_index import build_index
 
     started = time.perf_counter()
     checker = EmbeddingChecker()
-    meta = build_index(run.read(checker), Path(output_dir), factory, overwrite=overwrite, model=model,
-                       train_size=train_size, gpu=gpu, checker=checker, batch_size=batch_size)
-    run.summarize(f"{meta['count']} vectors ({meta['dim']}-d, {factory}) indexed into {output_dir} "
+    info, records = read_inputs(run, run.source, checker)
+    meta = build_index(records, Path(output_dir), factory, overwrite=overwrite, model=model or info.model,
+                       train_size=train_size, gpu=gpu, checker=checker, batch_size=batch_size,
+                       precision=info.precision)
+    run.summarize(f"{meta['count']} vectors ({meta['dim']}-d, {meta['factory']}) indexed into {output_dir} "
                   f"in {time.perf_counter() - started:.1f} s")
 
 
@@ -79,12 +84,15 @@ def build(run: RecordRun, output_dir, factory, overwrite, model, train_size, gpu
               help="The index folder to extend (replaced atomically by the extended one).")
 @common_options
 def add(run: RecordRun, index_dir, batch_size):
-    """Append embedding records from FILE or stdin to an existing index: same dimension, new ids only."""
+    """Append embeddings from FILE (JSONL, npy or Parquet) or stdin to an existing index: same dimension, new ids
+    only."""
+    from embtools.index.inputs import read_inputs
     from embtools.index.vector_index import add_to_index, checker_for_index
 
     started = time.perf_counter()
     checker = checker_for_index(Path(index_dir))
-    meta = add_to_index(run.read(checker), Path(index_dir), checker=checker, batch_size=batch_size)
+    _info, records = read_inputs(run, [run.source] if run.source else None, checker)
+    meta = add_to_index(records, Path(index_dir), checker=checker, batch_size=batch_size)
     run.summarize(f"{index_dir} now holds {meta['count']} vectors ({time.perf_counter() - started:.1f} s)")
 
 
@@ -105,15 +113,18 @@ def add(run: RecordRun, index_dir, batch_size):
 @click.option("--gpu", is_flag=True, envvar="EMBTOOLS_GPU", help="Search on the GPU with faiss-gpu. Default: CPU.")
 @common_options
 def search(run: RecordRun, index_dir, k, nprobe, ef_search, batch_size, mmap, gpu):
-    """Search the index for query embedding records from FILE or stdin; write one hits record per query:
-    `id` (the query's), `hits`: [{"id", "score"}] best first, and the query's other fields but `embedding`."""
+    """Search the index for query embeddings from FILE (JSONL, npy or Parquet) or stdin; write one hits record per
+    query: `id` (the query's), `hits`: [{"id", "score"}] best first, and the query's other fields but `embedding`.
+    A binary index takes float queries (binarized) or ubinary ones."""
     from embtools.index.embedding_checks import EmbeddingChecker
+    from embtools.index.inputs import read_inputs
     from embtools.index.vector_index import VectorIndex, search_records
 
     started = time.perf_counter()
     index = VectorIndex.load(Path(index_dir), mmap=mmap, nprobe=nprobe, ef_search=ef_search, gpu=gpu)
-    checker = EmbeddingChecker(index.dim, unique=False)
-    count = run.write(search_records(run.read(checker), index, k, checker=checker, batch_size=batch_size))
+    checker = EmbeddingChecker(None if index.meta.get("binary") else index.dim, unique=False)
+    _info, queries = read_inputs(run, [run.source] if run.source else None, checker)
+    count = run.write(search_records(queries, index, k, checker=checker, batch_size=batch_size))
     run.summarize(f"{count} queries searched in {time.perf_counter() - started:.1f} s")
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
+import numpy as np
+
 from embtools.distributed import gather_to_main, is_main_process, rank, world_size
 from embtools.encode.encoder import Encoder
 from embtools.errors import InputError
@@ -55,37 +57,54 @@ def chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-def embed_chunk(encoder: Encoder, chunk: list[Record], instruction: str | None, encoding: str) -> list[Record]:
-    """Embedding records for one chunk: id, embedding, and any field a text record does not define."""
-    vectors = encoder.encode([model_input(r, instruction) for r in chunk])
-    return [
-        {"id": r["id"], "embedding": encode_vector(v, encoding),
-         **{k: val for k, val in r.items() if k not in TEXT_FIELDS and k != "embedding"}}
-        for r, v in zip(chunk, vectors)
-    ]
+def embedding_records(chunk: list[Record], vectors, encoding: str) -> list[Record]:
+    """The chunk's records with their vectors: id, embedding, and any field a text record does not define."""
+    return [{"id": r["id"], "embedding": encode_vector(v, encoding), **passed_through(r)}
+            for r, v in zip(chunk, vectors)]
+
+
+def passed_through(record: Record) -> Record:
+    """The fields of a text record that its embedding record keeps: those a text record does not define."""
+    return {k: val for k, val in record.items() if k not in TEXT_FIELDS and k != "embedding"}
+
+
+def output_record(record: Record) -> Record:
+    """A text record as its embedding record will be, without the embedding: `id` and the fields passed through."""
+    return {"id": record["id"], **passed_through(record)}
+
+
+def shard(records: Iterable[Record], index: int, count: int) -> Iterator[Record]:
+    """Shard `index` of `count`: the records at positions index, index + count, ... (0-based, counting the valid
+    records in input order), as emb-generate's --shard does; the shards are disjoint and together hold them all."""
+    return islice(records, index, None, count)
+
+
+def embedded_chunks(records: Iterable[Record], encoder: Encoder, instruction: str | None = None,
+                    chunk_size: int = 1024) -> Iterator[tuple[list[Record], np.ndarray]]:
+    """(the chunk's records, its float32 vectors) per chunk, in input order. Under WORLD_SIZE > 1 every rank must
+    call this with the same records; rank 0 yields them all, the other ranks yield nothing."""
+    if world_size() == 1:
+        for chunk in chunks(records, chunk_size):
+            yield chunk, encoder.encode([model_input(r, instruction) for r in chunk])
+        return
+    yield from _embed_distributed(records, encoder, instruction, chunk_size)
 
 
 def embed_records(records: Iterable[Record], encoder: Encoder, instruction: str | None = None,
                   encoding: str = "float", chunk_size: int = 1024) -> Iterator[Record]:
-    """Embedding records in input order. Under WORLD_SIZE > 1 every rank must call this with the same records;
-    rank 0 yields them all, the other ranks yield nothing."""
-    if world_size() == 1:
-        for chunk in chunks(records, chunk_size):
-            yield from embed_chunk(encoder, chunk, instruction, encoding)
-        return
-    yield from _embed_distributed(records, encoder, instruction, encoding, chunk_size)
+    """Embedding records in input order (on rank 0; see embedded_chunks)."""
+    for chunk, vectors in embedded_chunks(records, encoder, instruction, chunk_size):
+        yield from embedding_records(chunk, vectors, encoding)
 
 
-def _embed_distributed(records, encoder, instruction, encoding, chunk_size) -> Iterator[Record]:
+def _embed_distributed(records, encoder, instruction, chunk_size) -> Iterator[tuple[list[Record], np.ndarray]]:
     size, me = world_size(), rank()
     stream = chunks(records, chunk_size)
     while True:
         round_chunks = list(islice(stream, size))
         mine = round_chunks[me] if me < len(round_chunks) else []
-        gathered = gather_to_main(embed_chunk(encoder, mine, instruction, encoding))
+        gathered = gather_to_main((mine, encoder.encode([model_input(r, instruction) for r in mine])))
         if is_main_process():
-            for part in gathered:
-                yield from part
+            yield from (part for part in gathered if part[0])
         if len(round_chunks) < size:
             return
-

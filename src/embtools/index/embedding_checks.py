@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import orjson
 
 from embtools.errors import InputError
@@ -25,13 +26,16 @@ class EmbeddingChecker:
     by the decoded float32 array, so the vector is decoded once.
     """
 
-    def __init__(self, dim: int | None = None, known_ids: Iterable[Id] = (), unique: bool = True):
-        self.dim = dim
+    def __init__(self, dim: int | None = None, known_ids: Iterable[Id] = (), unique: bool = True,
+                 binary: bool = False):
+        self.dim, self.binary = dim, binary  # binary: `dim` counts the bytes of packed ubinary bits
         self.unique = unique
         self.seen: set[Id] = set(known_ids) if unique else set()
 
     def __call__(self, record: Record) -> Record:
         record_id, vector = read_embedding(record)
+        if self.binary and vector.dtype != np.uint8:
+            raise InputError(f"id {id_text(record_id)}: this index holds ubinary vectors; give ubinary ones")
         if self.dim is not None and vector.size != self.dim:
             raise InputError(f"id {id_text(record_id)}: dimension {self.dim} expected, got {vector.size}")
         if self.unique:

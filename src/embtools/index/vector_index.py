@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from embtools.errors import EmbtoolsError, InputError
+from embtools.index import binary_index as binary
 from embtools.index.defaults import ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH
 from embtools.index.embedding_checks import EmbeddingChecker, Id, checked_records
 from embtools.index.folder import (
@@ -35,6 +36,7 @@ from embtools.index.folder import (
 )
 from embtools.records.atomic import atomic_dir, check_output_dir
 from embtools.records.jsonl import Record
+from embtools.records.vector_precision import stored_width
 
 try:
     import faiss
@@ -59,8 +61,12 @@ def _batches(rows: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 def _normalized_matrix(rows: list[Record]) -> np.ndarray:
-    """The rows' vectors as one float32 matrix, each row L2-normalized (faiss.normalize_L2)."""
-    matrix = np.ascontiguousarray(np.stack([row["embedding"] for row in rows]), dtype=np.float32)
+    """The rows' vectors as one float32 matrix, each row L2-normalized (faiss.normalize_L2); packed ubinary rows
+    (uint8) as one byte matrix."""
+    matrix = np.stack([row["embedding"] for row in rows])
+    if matrix.dtype == np.uint8:
+        return np.ascontiguousarray(matrix)
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     faiss.normalize_L2(matrix)
     return matrix
 
@@ -113,6 +119,9 @@ def new_index(dim: int, factory: str) -> faiss.Index:
 def _clusterings(index: faiss.Index) -> list[tuple[str, int, Any]]:
     """The k-means runs training needs: (what, number of centroids, its ClusteringParameters)."""
     found = []
+    if isinstance(index, faiss.IndexBinary):
+        codes = faiss.downcast_IndexBinary(index)
+        return [("IVF lists", codes.nlist, codes.cp)] if hasattr(codes, "nlist") else []
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         found.append(("IVF lists", ivf.nlist, ivf.cp))
@@ -169,23 +178,34 @@ def _fill(index: faiss.Index, rows: Iterator[Record], ids_out: IO[bytes], train_
 
 def _write_folder(folder: Path, index: faiss.Index, meta: dict) -> None:
     """Write index.faiss, then index.json with the size and checksum of index.faiss and ids.jsonl."""
-    faiss.write_index(index, str(folder / INDEX_FILE))
+    if meta.get("binary"):
+        binary.write_binary(index, folder / INDEX_FILE)
+    else:
+        faiss.write_index(index, str(folder / INDEX_FILE))
     write_meta(folder, meta)
 
 
 def _search_defaults(index: faiss.Index) -> dict:
     """The search parameters stored in the index: nprobe for IVF, efSearch for HNSW."""
+    if isinstance(index, faiss.IndexBinary):
+        return binary.binary_search_defaults(index)
     ivf = faiss.try_extract_index_ivf(index)
     hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
     return {**({"nprobe": ivf.nprobe} if ivf is not None else {}),
             **({"efSearch": hnsw.efSearch} if hnsw is not None else {})}
 
 
-def _meta(index: faiss.Index, *, model: str | None, dim: int, factory: str, count: int, trained_on: int) -> dict:
+def _meta(index: faiss.Index, *, model: str | None, dim: int, factory: str, count: int, trained_on: int,
+          precision: str = "float32") -> dict:
+    is_binary = precision == "ubinary"
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model, "dim": dim,
-            "metric": "inner_product", "normalized": True, "score": "cosine similarity (L2-normalized on insertion)",
-            "factory": factory, "count": count, "trained_on": trained_on, "search_defaults": _search_defaults(index),
-            "faiss_version": faiss.__version__}
+            "metric": "hamming" if is_binary else "inner_product", "normalized": not is_binary,
+            "score": "1 - 2 * hamming distance / dim" if is_binary else
+                     "cosine similarity (L2-normalized on insertion)",
+            "factory": binary.binary_factory(factory) if is_binary else factory, "count": count,
+            "trained_on": trained_on,
+            "search_defaults": _search_defaults(index), "faiss_version": faiss.__version__,
+            "precision": precision, "binary": is_binary}
 
 
 def _record_model(record: Record) -> str | None:
@@ -198,8 +218,12 @@ def _record_model(record: Record) -> str | None:
 
 def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT_FACTORY, *, overwrite: bool = False,
                 model: str | None = None, train_size: int = DEFAULT_TRAIN_SIZE, gpu: bool = False,
-                checker: EmbeddingChecker | None = None, batch_size: int = ADD_BATCH) -> dict:
+                checker: EmbeddingChecker | None = None, batch_size: int = ADD_BATCH,
+                precision: str = "float32") -> dict:
     """Build an index folder at out_dir from embedding records (float lists or base64), atomically; return its meta.
+
+    `precision` is the input's (records/vector_precision.py): ubinary records (packed uint8 bits) build a binary
+    index of the float factory's binary form (index/binary_index.py), every other a float index.
 
     `records` are checked here (errors name the record's position), unless `checker` is the EmbeddingChecker they
     already went through (as read_records' validator: errors then name lines, and --skip-invalid can skip).
@@ -215,15 +239,20 @@ def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT
     first = next(rows, None)
     if first is None:
         raise InputError("no embeddings to index")
-    dim = first["embedding"].size
-    index = new_index(dim, factory)
+    is_binary = precision == "ubinary"
+    if is_binary != (first["embedding"].dtype == np.uint8):
+        raise InputError(f"{precision} input but {first['embedding'].dtype} vectors")
+    dim = first["embedding"].size * (8 if is_binary else 1)
+    index = binary.new_binary_index(dim, factory, DEFAULT_EF_SEARCH) if is_binary else new_index(dim, factory)
+    if is_binary and gpu:
+        raise EmbtoolsError("--gpu builds float indexes only; build binary ones on the CPU")
     with atomic_dir(out_dir, overwrite) as folder:
         with open(folder / IDS_FILE, "wb") as ids_out:
             working = _to_gpu(index) if gpu else index
             count, trained_on = _fill(working, chain([first], rows), ids_out, train_size, batch_size)
             index = faiss.index_gpu_to_cpu(working) if gpu else index
         meta = _meta(index, model=model or _record_model(first), dim=dim, factory=factory, count=count,
-                     trained_on=trained_on)
+                     trained_on=trained_on, precision=precision)
         _write_folder(folder, index, meta)
     return meta
 
@@ -244,7 +273,11 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
     first = next(rows, None)
     if first is None:
         raise InputError("no embeddings to add")
-    index = faiss.read_index(str(index_dir / INDEX_FILE))
+    path = index_dir / INDEX_FILE
+    index = binary.read_binary(path) if meta.get("binary") else faiss.read_index(str(path))
+    if bool(meta.get("binary")) != (first["embedding"].dtype == np.uint8):
+        raise InputError(f"this index holds {'binary' if meta.get('binary') else 'float'} vectors; "
+                         "add vectors of the same kind")
     with atomic_dir(index_dir, overwrite=True) as folder:
         shutil.copyfile(index_dir / IDS_FILE, folder / IDS_FILE)
         with open(folder / IDS_FILE, "ab") as ids_out:
@@ -257,7 +290,9 @@ def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: Embeddi
 def checker_for_index(index_dir: Path) -> EmbeddingChecker:
     """The checker records to add to an index folder must pass: its dimension, none of its ids."""
     meta = read_meta(Path(index_dir))
-    return EmbeddingChecker(meta["dim"], read_ids(Path(index_dir), meta["count"]))
+    is_binary = bool(meta.get("binary"))
+    return EmbeddingChecker(stored_width("ubinary", meta["dim"]) if is_binary else meta["dim"],
+                            read_ids(Path(index_dir), meta["count"]), binary=is_binary)
 
 
 def _set_parameter(index: faiss.Index, name: str, value: int | None, required: bool = True) -> None:
@@ -300,12 +335,17 @@ class VectorIndex:
         index_dir = Path(index_dir)
         meta = read_meta(index_dir)
         ids = read_ids(index_dir, meta["count"])
-        index = _read_faiss(index_dir / INDEX_FILE, mmap and not gpu)
+        is_binary = bool(meta.get("binary"))
+        path = index_dir / INDEX_FILE
+        index = binary.read_binary(path) if is_binary else _read_faiss(path, mmap and not gpu)
         if index.ntotal != len(ids) or index.d != meta["dim"]:
             raise EmbtoolsError(f"{index_dir} is inconsistent: {INDEX_FILE} holds {index.ntotal} {index.d}-d "
                                 f"vectors, {META_FILE} says {meta['count']} {meta['dim']}-d")
-        _set_parameter(index, "nprobe", nprobe)
-        _set_parameter(index, "efSearch", ef_search)
+        set_parameter = binary.set_binary_parameter if is_binary else _set_parameter
+        set_parameter(index, "nprobe", nprobe)
+        set_parameter(index, "efSearch", ef_search)
+        if gpu and is_binary:
+            raise EmbtoolsError("--gpu searches float indexes only")
         if gpu:
             require_gpu()
             index = _to_gpu(index)
@@ -320,7 +360,10 @@ class VectorIndex:
         return self.index.ntotal
 
     def search(self, queries: np.ndarray, k: int, batch_size: int = SEARCH_BATCH) -> list[list[tuple[Id, float]]]:
-        """For each query row, up to k (id, cosine score) pairs, best first; queries are normalized first."""
+        """For each query row, up to k (id, cosine score) pairs, best first; queries are normalized first (for a
+        binary index: binarized, and scored as index/binary_index.py says)."""
+        if self.meta.get("binary"):
+            return self._search_binary(np.atleast_2d(queries), k, batch_size)
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise InputError(f"dimension {self.dim} expected, got {queries.shape[1]}")
@@ -333,13 +376,24 @@ class VectorIndex:
                            for srow, rrow in zip(scores, rows))
         return results
 
+    def _search_binary(self, queries: np.ndarray, k: int, batch_size: int) -> list[list[tuple[Id, float]]]:
+        packed = binary.packed_queries(queries, self.dim)
+        results: list[list[tuple[Id, float]]] = []
+        for start in range(0, len(packed), batch_size):
+            distances, rows = self.index.search(packed[start:start + batch_size], k)
+            scores = binary.binary_scores(distances, self.dim)
+            results.extend([(self.ids[r], float(s)) for s, r in zip(srow, rrow) if r >= 0]
+                           for srow, rrow in zip(scores, rows))
+        return results
+
 
 def search_records(records: Iterable[Record], index: VectorIndex, k: int, *, checker: EmbeddingChecker | None = None,
                    batch_size: int = SEARCH_BATCH) -> Iterator[Record]:
     """Hits records, one per query embedding record, in input order: `id` (the query's), `hits`: [{id, score}]
     best first, then the query's other fields except `embedding`. Queries are read and searched batch by batch.
     Without `checker` the queries are checked here (dimension of the index; repeated ids allowed)."""
-    rows = iter(records) if checker else checked_records(records, EmbeddingChecker(index.dim, unique=False))
+    dim = None if index.meta.get("binary") else index.dim  # a binary index takes float or packed queries
+    rows = iter(records) if checker else checked_records(records, EmbeddingChecker(dim, unique=False))
     for batch in _batches(rows, batch_size):
         found = index.search(np.stack([row["embedding"] for row in batch]), k, batch_size)
         for row, hits in zip(batch, found):

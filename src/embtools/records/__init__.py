@@ -10,6 +10,8 @@ In: JSONL lines (files or stdin; plain, gzip or zstd), Parquet rows, data sets o
 - `atomic`: outputs that appear whole or not at all (temporary name, fsync, rename).
 - `examples`: the example record (query, positive, negative, instruction): the one check of its fields.
 - `embeddings`: embedding records, vectors as JSON lists or base64 float32.
+- `embedding_files`: embeddings as files (JSONL, npy + ids + meta, Parquet), written chunk by chunk, read in batches.
+- `vector_precision`: Matryoshka truncation and the stored precisions (float32, float16, int8, ubinary).
 - `datasets`: the one reader of each data format (STS, BEIR retrieval, classification), for evaluation,
   labeled data, decontamination and mining alike.
 - `text_keys`: "the same text" for the filter and the loss alike: normalized keys, word counts, 64-bit digests.

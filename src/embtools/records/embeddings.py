@@ -32,7 +32,8 @@ def encode_vector(vector: np.ndarray, encoding: str) -> Any:
 
 
 def decode_vector(value: Any) -> np.ndarray:
-    """A float32 vector from a record's `embedding`; InputError for anything that is not a finite vector."""
+    """A float32 vector from a record's `embedding` (a uint8 array, packed ubinary bits, stays as it is);
+    InputError for anything that is not a finite vector."""
     import numpy as np
 
     if isinstance(value, str):
@@ -45,7 +46,9 @@ def decode_vector(value: Any) -> np.ndarray:
         vector = np.frombuffer(raw, dtype="<f4")  # read-only, which nothing downstream needs to change
     elif isinstance(value, list):
         vector = _numbers(value)
-    elif isinstance(value, np.ndarray):  # records built in-process (emb-eval) skip the JSON round trip
+    elif isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 1:
+        return value  # ubinary bits packed in bytes (records/vector_precision.py), finite by nature
+    elif isinstance(value, np.ndarray):  # records built in-process (emb-eval, binary files) skip the JSON round trip
         vector = _numbers(value)
     else:
         raise InputError('field "embedding" is missing' if value is None else
