@@ -12,6 +12,9 @@ from typing import Any
 from embtools.errors import EmbtoolsError
 from embtools.records.datasets import ClassificationData, RetrievalData
 
+# What a local file or folder is taken to be written in (its result file says so; mteb needs a language).
+LOCAL_LANGUAGES = ("eng-Latn",)
+
 
 def local_metadata(name: str, task_type: str, main_score: str, split: str, revision: str, path: str = "local"):
     """A TaskMetadata for data on disk (English text, one `default` subset, one evaluated split)."""
@@ -20,8 +23,8 @@ def local_metadata(name: str, task_type: str, main_score: str, split: str, revis
     return TaskMetadata(
         name=name, type=task_type, main_score=main_score, description=f"{task_type} data from {path}",
         reference=None, dataset={"path": path, "revision": revision}, category="t2t", eval_splits=[split],
-        eval_langs=["eng-Latn"], modalities=["text"], date=None, domains=None, task_subtypes=None, license=None,
-        annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
+        eval_langs=list(LOCAL_LANGUAGES), modalities=["text"], date=None, domains=None, task_subtypes=None,
+        license=None, annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
 
 
 def _preloaded(base: type, metadata, dataset) -> Any:
@@ -60,21 +63,17 @@ def retrieval_task(data: RetrievalData, metadata, split: str):
         "relevant_docs": data.qrels, "top_ranked": None}}})
 
 
-def run_task(task, model, split: str) -> dict[str, Any]:
-    """mteb's scores of one split's `default` subset (or its only subset)."""
-    scores = task.evaluate(model, split, encode_kwargs={"batch_size": 64})
-    return scores.get("default") or next(iter(scores.values()))
+def run_task(task, model, split: str) -> dict[str, dict[str, Any]]:
+    """mteb's scores of one split, per subset: {subset: {metric: value, "main_score": ...}}."""
+    return dict(task.evaluate(model, split, encode_kwargs={"batch_size": 64}))
 
 
-def mteb_task(name: str):
-    """The installed mteb's task of that name, its data from the Hugging Face cache, downloaded on first use unless
-    offline (`--offline` sets HF_HUB_OFFLINE and HF_DATASETS_OFFLINE)."""
-    import mteb
-
-    try:
-        task = mteb.get_task(name)
-    except (KeyError, ValueError) as exc:
-        raise EmbtoolsError(f"mteb:{name}: the installed mteb has no such task ({str(exc).splitlines()[0]})") from None
+def load_task_data(task) -> None:
+    """Load an mteb task's data (a no-op for a local task) from the Hugging Face cache, downloaded on first use
+    unless offline (`--offline` sets HF_HUB_OFFLINE and HF_DATASETS_OFFLINE); one line saying how to get it if not."""
+    if task.data_loaded:
+        return
+    name = task.metadata.name
     try:
         task.load_data()
     except Exception as exc:  # datasets/hub raise many kinds; any of them means: not available here
@@ -84,4 +83,3 @@ def mteb_task(name: str):
             f"({reason}); on a connected machine run `python -c \"import mteb; mteb.get_task('{name}').load_data()\"` "
             "and copy ~/.cache/huggingface here (or set HF_HOME), or give emb-eval a local file or folder instead"
         ) from None
-    return task
