@@ -27,7 +27,7 @@ def local_metadata(name: str, task_type: str, main_score: str, split: str, revis
         license=None, annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
 
 
-def _preloaded(base: type, metadata, dataset) -> Any:
+def preloaded_task(base: type, metadata, dataset) -> Any:
     """An instance of an mteb task class whose data is `dataset`, already in memory (load_data does nothing)."""
 
     class LocalTask(base):
@@ -46,7 +46,7 @@ def classification_task(data: ClassificationData, metadata, split: str):
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.classification import AbsTaskClassification
 
-    return _preloaded(AbsTaskClassification, metadata, DatasetDict({
+    return preloaded_task(AbsTaskClassification, metadata, DatasetDict({
         "train": Dataset.from_dict({"text": data.train_texts, "label": data.train_labels}),
         split: Dataset.from_dict({"text": data.test_texts, "label": data.test_labels}),
     }))
@@ -57,7 +57,7 @@ def retrieval_task(data: RetrievalData, metadata, split: str):
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
 
-    return _preloaded(AbsTaskRetrieval, metadata, {"default": {split: {
+    return preloaded_task(AbsTaskRetrieval, metadata, {"default": {split: {
         "corpus": Dataset.from_list([{"id": i, "text": t} for i, t in data.corpus.items()]),
         "queries": Dataset.from_list([{"id": i, "text": t} for i, t in data.queries.items()]),
         "relevant_docs": data.qrels, "top_ranked": None}}})
