@@ -14,7 +14,7 @@ from embtools.errors import EmbtoolsError
 from embtools.evaluate.mteb_selection import evaluation_split, planned_runs, select_tasks
 
 GENRES = {"captions": "main-captions", "news": "main-news", "forums": "main-forums"}
-PAIRS = 25  # per genre
+PAIRS = 12  # per genre (small: the machine is shared)
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +51,9 @@ def genres_task(sts_dev):
     return sts_task("STSBGenres", {s: genre_pairs(sts_dev, g) for s, g in GENRES.items()})
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def encoder():
+    """minilm-l6, loaded once for the module, without the embedding cache (so `encoded` counts every text)."""
     from embtools.encode.cached_encoder import CachedEncoder
     from embtools.encode.encoder import EncodeSettings
 
@@ -112,21 +113,29 @@ def test_every_subset_is_scored_and_labelled(genres_task, encoder, sts_dev, tmp_
     from embtools.evaluate.mteb_run import evaluate_task
     from embtools.evaluate.results import outcome_records
     from embtools.evaluate.run import EvalOptions
+    from embtools.evaluate.sts import evaluate_sts
+    from embtools.records.datasets import StsData
 
     outcomes = evaluate_task(genres_task, encoder, EvalOptions(split=None))
     assert [o.subset for o in outcomes] == list(GENRES)
     for outcome, genre in zip(outcomes, GENRES.values()):
         # each subset's score is emb-eval's own STS evaluator on exactly that genre's pairs
-        _, own, _ = run_cli(emb_eval, ["-m", "minilm-l6", write_jsonl(tmp_path / "g.jsonl", genre_pairs(sts_dev,
-                                                                                                       genre))])
-        [own_main] = [r for r in own if r["main"]]
-        assert outcome.scores["main_score"] == pytest.approx(own_main["value"], abs=1e-6)
-        assert (own_main["subset"], own_main["languages"], own_main["type"]) == ("default", ["eng-Latn"], "STS")
+        pairs = genre_pairs(sts_dev, genre)
+        own = evaluate_sts(StsData(*([p[k] for p in pairs] for k in ("sentence1", "sentence2", "score"))), encoder,
+                           None)
+        assert outcome.scores["main_score"] == pytest.approx(own["main_score"], abs=1e-6)
     assert len({o.scores["main_score"] for o in outcomes}) == 3
     records = [r for o in outcomes for r in outcome_records(o, "minilm-l6")]
     mains = [r for r in records if r["main"]]
     assert [(r["task"], r["split"], r["subset"], r["languages"], r["type"], r["metric"]) for r in mains] == [
         ("STSBGenres", "test", s, ["eng-Latn"], "STS", "cosine_spearman") for s in GENRES]
+
+
+def test_local_data_records_carry_the_same_labels(sts_dev, tmp_path):
+    code, records, _ = run_cli(emb_eval, ["-m", "minilm-l6", write_jsonl(tmp_path / "news.jsonl",
+                                                                         genre_pairs(sts_dev, "main-news"))])
+    assert code == 0 and records
+    assert {(r["subset"], tuple(r["languages"]), r["type"]) for r in records} == {("default", ("eng-Latn",), "STS")}
 
 
 def test_result_file_holds_every_subset_under_its_name_and_mteb_reads_it(genres_task, encoder, tmp_path):
@@ -157,12 +166,12 @@ def test_a_killed_run_resumes_skipping_tasks_whose_result_files_exist(genres_tas
     from embtools.evaluate.run import EvalOptions
 
     results = ResultFolder(tmp_path / "results", model_meta(encoder))
-    single = sts_task("STSBNews", {"default": genre_pairs(sts_dev, "main-news")[:20]})
+    single = sts_task("STSBNews", {"default": genre_pairs(sts_dev, "main-news")[:8]})
     first = list(run_tasks([genres_task], encoder, EvalOptions(split=None), results))  # killed after one task
     encoded_before = encoder.encoded
     with caplog.at_level(logging.INFO, logger="embtools"):
         second = list(run_tasks([genres_task, single], encoder, EvalOptions(split=None), results))
-    assert encoder.encoded - encoded_before == 40  # only STSBNews's 20 pairs were encoded
+    assert encoder.encoded - encoded_before == 16  # only STSBNews's 8 pairs were encoded
     assert any(f"STSBGenres test: skipped, {results.path('STSBGenres')} exists" in m for m in caplog.messages)
     assert [(o.subset, round(o.scores["main_score"], 6)) for o in second[0]] == [
         (o.subset, round(o.scores["main_score"], 6)) for o in first[0]]
