@@ -100,12 +100,13 @@ def test_dry_run_lists_a_record_per_task_and_subset_without_loading_a_model(monk
 
     monkeypatch.setattr(Encoder, "__init__", lambda *a, **k: pytest.fail("the model was loaded in a dry run"))
     code, records, err = run_cli(emb_eval, ["--dry-run", "mteb:MTEB(eng, v2)", "--task-type", "STS",
-                                            "mteb:STS22", "--language", "eng", "--split", "test"])
+                                            "mteb:STS22", "mteb:MSMARCO", "--language", "eng", "--split", "test"])
     assert code == 0
     assert len(records) == 9 + 5  # STS22 subsets with English: en, de-en, es-en, pl-en, zh-en
     assert records[0] == {"task": "BIOSSES", "type": "STS", "split": "test", "subset": "default",
                           "languages": ["eng-Latn"]}
     assert {r["subset"] for r in records if r["task"] == "STS22"} == {"en", "de-en", "es-en", "pl-en", "zh-en"}
+    assert "warning: mteb:MSMARCO: no task matches --task-type STS and --language eng; skipped" in err[0]
     assert err[-1].endswith("10 tasks, 14 subsets would run")
 
 

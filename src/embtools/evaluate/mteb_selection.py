@@ -8,11 +8,14 @@ filters narrow that further, never widen it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from copy import copy
 from typing import Any
 
 from embtools.errors import EmbtoolsError
+
+log = logging.getLogger("embtools")
 
 # The split a task's published score is on: its test split, else its only evaluation split (MSMARCO: dev).
 PREFERRED_SPLIT = "test"
@@ -26,19 +29,28 @@ def parse_name(name: str) -> tuple[str, str | None]:
 
 def select_tasks(names: Iterable[str], task_types: Sequence[str] = (), languages: Sequence[str] = ()) -> list[Any]:
     """mteb task objects for the names (tasks, `Task@subset`, benchmarks), in order and each once, filtered by type
-    (mteb's names: Retrieval, STS, ...) and language (`deu` or `deu-Latn`: a subset is kept if it has one of them)."""
+    (mteb's names: Retrieval, STS, ...) and language (`deu` or `deu-Latn`: a subset is kept if it has one of them).
+    A name the filters leave nothing of is said on stderr; an empty selection is an error."""
     chosen: dict[str, Any] = {}
     for name in names:
-        for task in _tasks_of(name):
-            if task_types and task.metadata.type not in task_types:
-                continue
-            if languages and not _keep_languages(task, languages):
-                continue
+        kept = [task for task in _tasks_of(name) if _matches(task, task_types, languages)]
+        if not kept:
+            log.warning(f"mteb:{name}: no task matches {_filters(task_types, languages)}; skipped")
+        for task in kept:
             chosen.setdefault(task.metadata.name, task)
     if not chosen:
-        raise EmbtoolsError(f"no mteb task of {', '.join(names)} matches --task-type {'/'.join(task_types) or '*'} "
-                            f"and --language {'/'.join(languages) or '*'}")
+        raise EmbtoolsError(f"no mteb task of {', '.join(names)} matches {_filters(task_types, languages)}")
     return list(chosen.values())
+
+
+def _matches(task: Any, task_types: Sequence[str], languages: Sequence[str]) -> bool:
+    if task_types and task.metadata.type not in task_types:
+        return False
+    return not languages or _keep_languages(task, languages)
+
+
+def _filters(task_types: Sequence[str], languages: Sequence[str]) -> str:
+    return f"--task-type {'/'.join(task_types) or '*'} and --language {'/'.join(languages) or '*'}"
 
 
 def _tasks_of(name: str) -> list[Any]:

@@ -17,11 +17,13 @@ log = logging.getLogger("embtools")
 
 def run_plan(sources: Sequence[DataSource], task_types: Sequence[str] = (),
              languages: Sequence[str] = ()) -> list[Any]:
-    """Each DATA as it will run: a local source as it is, an `mteb:` argument as its selected mteb tasks."""
+    """What runs, in order: the local files and folders as given, then the mteb tasks of the `mteb:` arguments
+    (selected together: each task once, an error only if the filters leave none of them)."""
     from embtools.evaluate.mteb_selection import select_tasks
 
-    return [item for source in sources
-            for item in (select_tasks([source.name], task_types, languages) if source.kind == "mteb" else [source])]
+    names = [source.name for source in sources if source.kind == "mteb"]
+    local: list[Any] = [source for source in sources if source.kind != "mteb"]
+    return local + (select_tasks(names, task_types, languages) if names else [])
 
 
 def planned_records(plan: list[Any], split: str | None) -> list[dict[str, Any]]:
