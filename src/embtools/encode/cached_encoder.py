@@ -40,7 +40,7 @@ class CachedEncoder:
         self.pooling = self.settings.pooling or self.spec.pooling
         self.dtype = resolve_dtype(self.settings.dtype, self.device, self.spec.is_decoder)
         self.fingerprint = model_fingerprint(self.spec, self.pooling, self.dtype, self.settings.max_length,
-                                             self.device)
+                                             self.device, self.settings.rope.over(self.spec.rope))
         self._encoder: Encoder | None = encoder  # given: a model already loaded (emb-train evaluating its model)
         self.encoded = 0
         self.reused = 0

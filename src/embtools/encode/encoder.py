@@ -16,6 +16,7 @@ from embtools.encode.batching import token_budget_batches
 from embtools.errors import EmbtoolsError
 from embtools.models.loading import POOLINGS, ModelSpec, inspect_model, load_model
 from embtools.models.pooling import pool
+from embtools.models.rope import RopeOverride
 from embtools.models.tokenization import frame_texts, model_max_length, pad_right, token_framing
 
 log = logging.getLogger("embtools")
@@ -32,6 +33,7 @@ class EncodeSettings:
     max_tokens: int = 16384
     device: str | None = None
     trust_remote_code: bool = False
+    rope: RopeOverride = RopeOverride()  # --rope-theta / --rope-scaling, over what a trained model recorded
 
 
 def default_device() -> str:
@@ -79,7 +81,7 @@ class Encoder:
         self.device = self.settings.device or default_device()
         self.dtype = resolve_dtype(self.settings.dtype, self.device, self.spec.is_decoder)
         self.model, self.tokenizer = loaded or load_model(self.spec, self.dtype, self.device,
-                                                          self.settings.trust_remote_code)
+                                                          self.settings.trust_remote_code, self.settings.rope)
         limit = model_max_length(self.tokenizer, self.model.config, self.spec.max_length)
         self.max_length = min(self.settings.max_length, limit) if limit else self.settings.max_length
         self.framing = token_framing(self.tokenizer, self.max_length, append_eos=self.pooling == "last")

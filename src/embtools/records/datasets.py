@@ -41,11 +41,12 @@ _SPLIT_ALIASES = {"dev": "validation", "val": "validation"}
 
 @dataclass
 class DataSource:
-    """One DATA argument: its kind (sts, retrieval, classification, mteb), where it is, and its task name."""
+    """One DATA argument: its kind (sts, retrieval, classification, mteb, passkey), where it is, and its task name."""
 
     kind: str
     name: str
     path: Path | None = None
+    length: int | None = None  # passkey: tokens per document
 
 
 @dataclass

@@ -99,6 +99,7 @@ class TrainConfig:
     merge: bool = False
     overwrite: bool = False
     trust_remote_code: bool = False
+    rope: dict | None = None  # RopeOverride.to_json(): --rope-theta / --rope-scaling, kept in training_args.json
     report_to: tuple[str, ...] = ()  # experiment trackers (train/tracking.py)
     evaluation: EvalPlan | None = None  # evaluation during training (train/evaluation.py)
 
@@ -148,7 +149,7 @@ def seed_everything(seed: int) -> None:
 
 def build_model(config: TrainConfig, spec):
     """The base model, gradient checkpointing if asked, and LoRA (seeded: every rank starts from the same weights)."""
-    model, tokenizer = load_base_model(spec, config.trust_remote_code)
+    model, tokenizer = load_base_model(spec, config.trust_remote_code, config.rope)
     if config.gradient_checkpointing:
         zero3 = bool(config.deepspeed) and config.deepspeed.get("zero_optimization", {}).get("stage") == 3
         enable_gradient_checkpointing(model, reentrant=zero3 and config.lora is not None)
