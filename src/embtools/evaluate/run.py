@@ -91,7 +91,10 @@ def instruction_for(task_name: str, encoder: CachedEncoder, options: EvalOptions
 def evaluate_source(source: DataSource, encoder: CachedEncoder, options: EvalOptions) -> EvalOutcome:
     """Evaluate one DATA argument with the encoder."""
     started = time.perf_counter()
-    evaluate = {"sts": _sts, "retrieval": _retrieval, "classification": _classification, "mteb": _mteb}[source.kind]
+    from embtools.evaluate.bitext import evaluate_bitext
+
+    evaluate = {"sts": _sts, "retrieval": _retrieval, "classification": _classification, "mteb": _mteb,
+                "bitext": evaluate_bitext}[source.kind]
     outcome = evaluate(source, encoder, options)
     outcome.seconds = time.perf_counter() - started
     return outcome
