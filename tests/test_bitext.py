@@ -102,3 +102,19 @@ def test_a_bad_pair_is_one_line_naming_the_line(tmp_path):
     code, records, err = run_cli(emb_eval, ["--model", "minilm-l6", bad])
     assert code == 1 and records == []
     assert len(err) == 1 and "line 3" in err[0] and '"sentence2"' in err[0]
+
+
+def test_emb_filter_keeps_a_bitext_files_sentences_out_of_training_data(tmp_path):
+    from embtools.commands.filter import main as emb_filter
+
+    pairs = read_jsonl(ALIGNED)
+    leaked = {"id": "leak", "task_type": "bitext", "instruction": BITEXT_INSTRUCTION, "query": "Ein ganz anderer Satz.",
+              "positive": pairs[5]["sentence2"], "negative": None, "language": "German", "meta": {}}
+    clean = {**leaked, "id": "clean", "positive": "Ein Satz, der in keinem Testpaar steht, über Segelboote."}
+    examples = write_jsonl(tmp_path / "examples.jsonl", [leaked, clean])
+    code, kept, err = run_cli(emb_filter, [examples, "--decontaminate", ALIGNED, "--rejects", tmp_path / "rejects",
+                                           "--no-language-check", "--no-near-dup"])
+    assert code == 0, err
+    assert [r["id"] for r in kept] == ["clean"]
+    assert [(r["record"]["id"], r["reason"].split(":")[0]) for r in read_jsonl(tmp_path / "rejects")] == [
+        ("leak", "contaminated-exact")]

@@ -194,9 +194,14 @@ def load_sts(path: Path) -> StsData:
 
 
 
+def bitext_pairs(path: Path) -> Iterator[dict]:
+    """The records of a bitext file, each checked (`sentence1`, `sentence2` strings), streamed."""
+    return _records(path, _pair_record)
+
+
 def load_bitext(path: Path) -> BitextData:
-    """The aligned sentences of a bitext file, each record checked."""
-    rows = list(_records(path, _pair_record))
+    """The aligned sentences of a bitext file."""
+    rows = list(bitext_pairs(path))
     if not rows:
         raise EmbtoolsError(f"{path}: no sentence pairs")
     return BitextData([r["sentence1"] for r in rows], [r["sentence2"] for r in rows])
