@@ -183,15 +183,18 @@ def sts_pairs(path: Path) -> Iterator[dict]:
     return _records(path, _sts_record)
 
 
-def load_sts(path: Path) -> StsData:
-    """Sentence pairs and gold scores of an STS file."""
-    rows = list(sts_pairs(path))
+def _all_pairs(pairs: Iterator[dict], path: Path) -> tuple[list[dict], list[str], list[str]]:
+    """(records, sentence1s, sentence2s) of a file of sentence pairs; an error when it has none."""
+    rows = list(pairs)
     if not rows:
         raise EmbtoolsError(f"{path}: no sentence pairs")
-    return StsData([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
-                   [float(r["score"]) for r in rows])
+    return rows, [r["sentence1"] for r in rows], [r["sentence2"] for r in rows]
 
 
+def load_sts(path: Path) -> StsData:
+    """Sentence pairs and gold scores of an STS file."""
+    rows, sentences1, sentences2 = _all_pairs(sts_pairs(path), path)
+    return StsData(sentences1, sentences2, [float(r["score"]) for r in rows])
 
 
 def bitext_pairs(path: Path) -> Iterator[dict]:
@@ -201,10 +204,7 @@ def bitext_pairs(path: Path) -> Iterator[dict]:
 
 def load_bitext(path: Path) -> BitextData:
     """The aligned sentences of a bitext file."""
-    rows = list(bitext_pairs(path))
-    if not rows:
-        raise EmbtoolsError(f"{path}: no sentence pairs")
-    return BitextData([r["sentence1"] for r in rows], [r["sentence2"] for r in rows])
+    return BitextData(*_all_pairs(bitext_pairs(path), path)[1:])
 
 
 def _beir_record(record: dict) -> dict:
