@@ -13,6 +13,7 @@ A text with no character of an unspaced script is counted by whitespace, exactly
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import regex
 
@@ -29,11 +30,9 @@ UNSPACED_SCRIPTS: dict[str, float] = {"Hani": 1.75, "Hira": 1.75, "Kana": 1.75, 
 SCRIPT_PARTS: dict[str, tuple[str, ...]] = {"Hans": ("Hani",), "Hant": ("Hani",), "Jpan": ("Hani", "Hira", "Kana"),
                                             "Kore": ("Hang", "Hani")}
 
-# one group a script; a letter of the Common script used with it (the kana length mark "ー") belongs to its run
-_RUN = regex.compile("|".join(f"((?:\\p{{Script={code}}}|(?=\\p{{L}})\\p{{Script_Extensions={code}}})+)"
-                              for code in UNSPACED_SCRIPTS))
-_CHARS_PER_WORD = tuple(UNSPACED_SCRIPTS.values())
-_LETTER_OR_DIGIT = regex.compile(r"[\p{L}\p{N}]")
+# A run of unspaced-script characters; "ー" and "ｰ", the kana length marks, are of the Common script but part of words
+_RUN = regex.compile("[" + "".join(f"\\p{{Script={code}}}" for code in UNSPACED_SCRIPTS) + "\u30fc\uff70]+")
+_SCRIPTS = tuple((regex.compile(f"\\p{{Script={code}}}"), ratio) for code, ratio in UNSPACED_SCRIPTS.items())
 
 
 def written_without_spaces(script: str) -> bool:
@@ -54,6 +53,21 @@ def word_count(text: str) -> int:
     """The words of a text in any script: whitespace tokens, and runs of unspaced scripts by characters per word."""
     if text.isascii() or not _RUN.search(text):
         return whitespace_word_count(text)
-    words = sum(len(run.group()) / _CHARS_PER_WORD[run.lastindex - 1] for run in _RUN.finditer(text))
-    words += sum(1 for token in _RUN.sub(" ", text).split() if _LETTER_OR_DIGIT.search(token))
-    return math.floor(words + 0.5)
+    words, gaps, end = 0.0, [], 0
+    for run in _RUN.finditer(text):
+        words += len(run.group()) / _chars_per_word(run.group()[0])
+        gaps.append(text[end:run.start()])
+        end = run.end()
+    gaps.append(text[end:])
+    return math.floor(words + _spaced_words(" ".join(gaps)) + 0.5)
+
+
+@lru_cache(maxsize=4096)
+def _chars_per_word(first: str) -> float:
+    """The average word length of the script a run starts in (a run of length marks counts as kana)."""
+    return next((ratio for script, ratio in _SCRIPTS if script.match(first)), UNSPACED_SCRIPTS["Kana"])
+
+
+def _spaced_words(text: str) -> int:
+    """The tokens between unspaced runs that hold a letter or digit (punctuation alone is no word)."""
+    return sum(1 for token in text.split() if any(map(str.isalnum, token)))
