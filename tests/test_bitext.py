@@ -118,3 +118,19 @@ def test_emb_filter_keeps_a_bitext_files_sentences_out_of_training_data(tmp_path
     assert [r["id"] for r in kept] == ["clean"]
     assert [(r["record"]["id"], r["reason"].split(":")[0]) for r in read_jsonl(tmp_path / "rejects")] == [
         ("leak", "contaminated-exact")]
+
+
+@pytest.mark.parametrize("name", ["BUCC", "BUCC.v2", "Tatoeba"])
+def test_mtebs_bitext_tasks_get_the_same_instruction_on_both_sides(name, tiny_decoder):
+    """mteb:BUCC and mteb:Tatoeba run through run.py's mteb path: the same instruction, on every text."""
+    import mteb
+
+    from embtools.encode.cached_encoder import CachedEncoder
+    from embtools.evaluate.mteb_encoder import instruction_rule
+    from embtools.evaluate.run import EvalOptions, _task_prompt, instruction_for
+
+    metadata = mteb.get_task(name).metadata
+    instruction = instruction_for(name, CachedEncoder(str(tiny_decoder)), EvalOptions(),
+                                  fallback=_task_prompt(metadata), task_type=metadata.type)
+    assert (metadata.type, metadata.main_score, instruction) == ("BitextMining", "f1", BITEXT_INSTRUCTION)
+    assert instruction_rule(instruction)(metadata, None) == BITEXT_INSTRUCTION
