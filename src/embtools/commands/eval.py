@@ -1,4 +1,4 @@
-"""emb-eval: evaluate an embedding model on STS files, BEIR folders, classification folders or mteb tasks."""
+"""emb-eval: evaluate an embedding model on STS and bitext files, BEIR and classification folders or mteb tasks."""
 
 from __future__ import annotations
 
@@ -66,9 +66,10 @@ def main(run: RecordRun, data, model, instruction, no_instruction, split, max_co
          rope_theta, rope_scaling):
     """Evaluate MODEL on each DATA; write metric records (task, split, metric, value, main, model) to stdout or -o.
 
-    DATA is an STS file (JSONL: sentence1, sentence2, score), a BEIR folder (corpus.jsonl, queries.jsonl,
-    qrels/SPLIT.tsv), a classification folder (train.jsonl, SPLIT.jsonl: text, label), mteb:TaskName, or
-    passkey:256,1024,... (personalized passkey retrieval at those token lengths, generated from --seed).
+    DATA is an STS file (JSONL: sentence1, sentence2, score), a bitext file (JSONL: sentence1, sentence2, no score),
+    a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), a classification folder (train.jsonl,
+    SPLIT.jsonl: text, label), mteb:TaskName, or passkey:256,1024,... (personalized passkey retrieval at those
+    token lengths, generated from --seed).
     """
     from embtools.encode.cached_encoder import CachedEncoder
     from embtools.encode.embedding_cache import EmbeddingCache

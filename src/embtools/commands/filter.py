@@ -57,7 +57,7 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--language-check/--no-language-check", default=True, show_default=True,
               help="Reject texts confidently identified as another language than asked (reason language).")
 @click.option("--decontaminate", "decontaminate", multiple=True, type=_PATH, metavar="PATH",
-              help="Evaluation data to keep out: STS file, BEIR folder, classification folder; repeatable "
+              help="Evaluation data to keep out: STS or bitext file, BEIR folder, classification folder; repeatable "
                    "(reasons contaminated-exact, contaminated-ngram). Default: none.")
 @click.option("--decontaminate-split", default=defaults.DECONTAMINATE_SPLIT, show_default=True,
               help="The qrels split of --decontaminate BEIR folders whose queries and judged documents count.")

@@ -92,8 +92,10 @@ def instruction_for(task_name: str, encoder: CachedEncoder, options: EvalOptions
 def evaluate_source(source: DataSource, encoder: CachedEncoder, options: EvalOptions) -> EvalOutcome:
     """Evaluate one DATA argument with the encoder."""
     started = time.perf_counter()
+    from embtools.evaluate.bitext import evaluate_bitext
+
     evaluate = {"sts": _sts, "retrieval": _retrieval, "classification": _classification, "mteb": _mteb,
-                "passkey": _passkey}[source.kind]
+                "bitext": evaluate_bitext, "passkey": _passkey}[source.kind]
     outcome = evaluate(source, encoder, options)
     outcome.seconds = time.perf_counter() - started
     return outcome
