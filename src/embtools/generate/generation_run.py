@@ -152,6 +152,12 @@ def parse_shard(value: str | None) -> tuple[int, int]:
     return index, count
 
 
+def shard_share(count: int | None, shard: tuple[int, int] | None) -> int | None:
+    """How many of `count` records (None: unknown) shard (I, N) takes: a progress bar's total."""
+    index, size = shard or (0, 1)
+    return None if count is None else len(range(index, count, size))
+
+
 def run_to_output(noun: str, jobs: Iterable[Job], convert: Converter, settings: GeneratorSettings, model: str, *,
                   cache: ResponseCache | None, stream: IO[bytes], flush: bool, sink: RejectSink, budget: Budget,
                   dedup_field: str | None = None) -> str:
