@@ -21,13 +21,13 @@ BAR = b"%|"  # tqdm's percentage and bar edge: drawn only where a total is known
 
 
 def run_command(module: str, args, stdin: Path | None = None, tty: bool = True, env: dict | None = None):
-    """Run `python -m embtools.commands.MODULE ARGS` as its own process, stderr on a pseudo-terminal (80 columns) or
+    """Run `python -m embtools.commands.MODULE ARGS` as its own process, stderr on a pseudo-terminal (160 columns) or
     a pipe; returns (exit code, stdout bytes, stderr bytes)."""
     environment = {k: v for k, v in os.environ.items() if k != "EMBTOOLS_PROGRESS"}
     environment |= {"PYTHONPATH": str(REPO / "src"), **(env or {})}
     master, slave = pty.openpty() if tty else (None, subprocess.PIPE)
     if tty:
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
     with open(stdin or os.devnull, "rb") as source:
         process = subprocess.Popen([sys.executable, "-m", f"embtools.commands.{module}", *map(str, args)],
                                    stdin=source, stdout=subprocess.PIPE, stderr=slave, env=environment)
@@ -80,3 +80,75 @@ def test_encode_draws_a_bar_on_a_terminal_and_none_into_a_pipe(encoded):
     assert BAR in err and b"40/40" in err and b"tokens/s" in err, err
     assert no_bar(piped_err), piped_err
     assert out == piped_out and len(out.splitlines()) == 40  # the records are the same, byte for byte
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory) -> Path:
+    """300 STS Benchmark train pairs as sts example records."""
+    pairs = read_jsonl(DATA / "stsbenchmark" / "train.jsonl")[:300]
+    return write_jsonl(tmp_path_factory.mktemp("examples") / "examples.jsonl", [
+        {"id": i, "task_type": "sts", "instruction": "Retrieve semantically similar text.", "query": p["sentence1"],
+         "positive": p["sentence2"], "negative": None, "language": "English", "meta": {}}
+        for i, p in enumerate(pairs)])
+
+
+FILTER = ["--no-near-dup", "--no-language-check"]  # the checks that load nothing: a run of a second
+
+
+def test_filter_draws_records_per_second_and_the_same_records_as_a_pipe(examples):
+    code, out, err = run_command("filter", [*FILTER, examples], tty=True)
+    piped_code, piped_out, piped_err = run_command("filter", [*FILTER, examples], tty=False)
+    assert code == 0 and piped_code == 0, err + piped_err
+    assert b"filter: 100%|" in err and b"300/300" in err and b"record/s" in err, err
+    assert no_bar(piped_err) and b"emb-filter: " in piped_err, piped_err
+    assert out == piped_out and out.count(b"\n") > 250
+
+
+@pytest.mark.parametrize("args, env, drawn", [
+    (["--no-progress"], {}, False),                         # the flag wins over the terminal
+    ([], {"EMBTOOLS_PROGRESS": "0"}, False),                # the variable wins over the terminal
+    (["--progress"], {"EMBTOOLS_PROGRESS": "0"}, True),     # the flag wins over the variable
+])
+def test_flag_over_variable_over_terminal(examples, args, env, drawn):
+    code, out, err = run_command("filter", [*FILTER, *args, examples], tty=True, env=env)
+    assert code == 0, err
+    assert (BAR in err) is drawn, err
+    assert out.count(b"\n") > 250
+
+
+@pytest.mark.parametrize("args, env", [(["--progress"], {}), ([], {"EMBTOOLS_PROGRESS": "1"})])
+def test_progress_can_be_forced_into_a_pipe(examples, args, env):
+    code, out, err = run_command("filter", [*FILTER, *args, examples], tty=False, env=env)
+    assert code == 0, err
+    assert b"\r" in err and b"300/300" in err, err
+    assert b"%|" not in out and out.count(b"\n") > 250
+
+
+def test_generate_shows_requests_cached_failed_and_tokens_against_the_budget(tmp_path):
+    from chat_server import ChatServer
+
+    tasks = write_jsonl(tmp_path / "tasks.jsonl", [
+        {"id": f"t{i}", "task_type": "short-long", "task": f"Retrieve documents about subject {i}.", "meta": {}}
+        for i in range(6)])
+    args = [tasks, "--cache", tmp_path / "cache", "--max-tokens", "100000", "--seed", "1"]
+    env = {"OPENAI_API_KEY": "sk-test", "EMBTOOLS_HOME": str(tmp_path / "home")}
+    with ChatServer() as server:
+        code, out, err = run_command("generate", [*args, "--base-url", server.url], tty=True, env=env)
+        piped_code, piped_out, piped_err = run_command("generate", [*args, "--base-url", server.url], tty=False,
+                                                       env=env)
+    assert code == 0 and piped_code == 0, err + piped_err
+    assert b"examples: 100%|" in err and b"6/6" in err and b"failed 0" in err, err
+    assert b"cached 0" in err and b"/100000" in err, err  # tokens spent of the --max-tokens budget
+    assert no_bar(piped_err) and b"6 from the cache" in piped_err, piped_err
+    assert out == piped_out and out.count(b"\n") == 6  # the second run answered from the cache, the same records
+
+
+def test_eval_shows_the_task_and_its_stage_and_writes_the_same_metrics(tmp_path):
+    args = ["--model", "minilm-l6", "--max-pairs", "30", DATA / "stsbenchmark" / "dev.jsonl"]
+    env = {"EMBTOOLS_HOME": str(tmp_path / "home")}
+    code, out, err = run_command("eval", args, tty=True, env=env)
+    piped_code, piped_out, piped_err = run_command("eval", args, tty=False, env=env)  # from the embedding cache
+    assert code == 0 and piped_code == 0, err + piped_err
+    assert b"STSBenchmark: " in err and b"stage sentences" in err and b"60 text" in err, err
+    assert no_bar(piped_err), piped_err
+    assert out == piped_out and b"cosine_spearman" in out

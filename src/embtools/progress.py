@@ -125,7 +125,7 @@ def _tqdm(desc: str, total: int | None, unit: str, initial: int):
     from tqdm import tqdm
 
     _drawn += 1
-    return tqdm(desc=desc, total=total, unit=unit, initial=initial, file=sys.stderr, dynamic_ncols=True,
+    return tqdm(desc=desc, total=total, unit=f" {unit}", initial=initial, file=sys.stderr, dynamic_ncols=True,
                 mininterval=0.2, leave=None)  # a bar inside another's stage vanishes
 
 
