@@ -152,3 +152,17 @@ def test_eval_shows_the_task_and_its_stage_and_writes_the_same_metrics(tmp_path)
     assert b"STSBenchmark: " in err and b"stage sentences" in err and b"60 text" in err, err
     assert no_bar(piped_err), piped_err
     assert out == piped_out and b"cosine_spearman" in out
+
+
+def test_train_shows_step_loss_lr_and_examples_per_second(tiny_decoder, tmp_path):
+    pairs = read_jsonl(DATA / "stsbenchmark" / "train.jsonl")[:24]
+    examples = write_jsonl(tmp_path / "examples.jsonl", [
+        {"id": i, "task_type": "sts", "instruction": "Retrieve semantically similar text.",
+         "query": p["sentence1"], "positive": p["sentence2"], "negative": None} for i, p in enumerate(pairs)])
+    args = [examples, "-o", tmp_path / "model", "--model", tiny_decoder, "--max-steps", "3", "--batch-size", "4",
+            "--max-length", "24", "--warmup-steps", "1"]
+    code, out, err = run_command("train", args, tty=True, env={"OMP_NUM_THREADS": "1"})
+    assert code == 0, err
+    assert b"train: 100%|" in err and b"3/3" in err, err
+    assert b"loss " in err and b"lr " in err and b"examples/s " in err, err
+    assert len(out.splitlines()) == 1 and b'"steps": 3' in out  # stdout holds the summary record only
