@@ -22,9 +22,10 @@ BAR = b"%|"  # tqdm's percentage and bar edge: drawn only where a total is known
 
 def run_command(module: str, args, stdin: Path | None = None, tty: bool = True, env: dict | None = None):
     """Run `python -m embtools.commands.MODULE ARGS` as its own process, stderr on a pseudo-terminal (160 columns) or
-    a pipe; returns (exit code, stdout bytes, stderr bytes)."""
+    a pipe, with `env` over the environment (None: unset); returns (exit code, stdout bytes, stderr bytes)."""
     environment = {k: v for k, v in os.environ.items() if k != "EMBTOOLS_PROGRESS"}
     environment |= {"PYTHONPATH": str(REPO / "src"), **(env or {})}
+    environment = {k: v for k, v in environment.items() if v is not None}  # None: not set
     master, slave = pty.openpty() if tty else (None, subprocess.PIPE)
     if tty:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
@@ -166,3 +167,17 @@ def test_train_shows_step_loss_lr_and_examples_per_second(tiny_decoder, tmp_path
     assert b"train: 100%|" in err and b"3/3" in err, err
     assert b"loss " in err and b"lr " in err and b"examples/s " in err, err
     assert len(out.splitlines()) == 1 and b'"steps": 3' in out  # stdout holds the summary record only
+
+
+@pytest.mark.parametrize("flag, drawn", [([], True), (["--no-progress"], False)])
+def test_a_hub_download_draws_its_bar_by_the_same_decision(tiny_decoder, texts, tmp_path, flag, drawn):
+    from hub_server import HubServer
+
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_PROGRESS_BARS": None, "HF_HUB_OFFLINE": None,
+           "HF_TOKEN": None}
+    with HubServer({"org/tiny-decoder": tiny_decoder}) as hub:
+        code, out, err = run_command("encode", ["--model", "org/tiny-decoder", *flag, texts], tty=True,
+                                     env={**env, "HF_ENDPOINT": hub.url})
+    assert code == 0, err
+    assert b"downloaded org/tiny-decoder" in err and out.count(b"\n") == 40
+    assert (b"Fetching" in err or b"Download" in err) is drawn, err  # huggingface_hub's own bar
