@@ -4,8 +4,10 @@ unless forced, never into stdout's records; `--progress/--no-progress` > EMBTOOL
 from __future__ import annotations
 
 import fcntl
+import gzip
 import os
 import pty
+import re
 import struct
 import subprocess
 import sys
@@ -109,6 +111,8 @@ def test_filter_draws_records_per_second_and_the_same_records_as_a_pipe(examples
     (["--no-progress"], {}, False),                         # the flag wins over the terminal
     ([], {"EMBTOOLS_PROGRESS": "0"}, False),                # the variable wins over the terminal
     (["--progress"], {"EMBTOOLS_PROGRESS": "0"}, True),     # the flag wins over the variable
+    (["-q"], {}, False),                                    # -q: errors only, no bar on the terminal
+    (["-q"], {"EMBTOOLS_PROGRESS": "1"}, True),             # ... unless asked for
 ])
 def test_flag_over_variable_over_terminal(examples, args, env, drawn):
     code, out, err = run_command("filter", [*FILTER, *args, examples], tty=True, env=env)
@@ -151,6 +155,7 @@ def test_eval_shows_the_task_and_its_stage_and_writes_the_same_metrics(tmp_path)
     piped_code, piped_out, piped_err = run_command("eval", args, tty=False, env=env)  # from the embedding cache
     assert code == 0 and piped_code == 0, err + piped_err
     assert b"STSBenchmark: " in err and b"stage sentences" in err and b"60 text" in err, err
+    assert re.search(rb"[^\r\n]emb-eval: loading", err) is None, err  # a log line starts above the bar, not in it
     assert no_bar(piped_err), piped_err
     assert out == piped_out and b"cosine_spearman" in out
 
@@ -181,3 +186,23 @@ def test_a_hub_download_draws_its_bar_by_the_same_decision(tiny_decoder, texts, 
     assert code == 0, err
     assert b"downloaded org/tiny-decoder" in err and out.count(b"\n") == 40
     assert (b"Fetching" in err or b"Download" in err) is drawn, err  # huggingface_hub's own bar
+
+
+@pytest.mark.slow  # two worker processes under accelerate: about a minute on 2 shared cores
+def test_under_two_processes_rank_0_alone_draws_and_its_bar_reaches_the_terminal(texts):
+    args = ["--model", "minilm-l6", "--dtype", "float32", "--num-processes", "2", "--chunk-size", "15", texts]
+    code, out, err = run_command("encode", args, tty=True, env={"OMP_NUM_THREADS": "1"})
+    assert code == 0, err
+    assert err.count(b"encode: 0 text") == 1, err  # one bar drawn: rank 0's (rank 1 is told, and stays quiet)
+    assert b"encode: 25 text" in err, err  # rank 0's share: chunks 0 and 2 of 15, 15 and 10 texts
+    assert out.count(b"\n") == 40
+
+
+def test_line_counts_give_totals_only_where_they_are_cheap(tmp_path):
+    from embtools.records.jsonl import count_lines
+
+    (tmp_path / "three.jsonl").write_bytes(b'{"id": 1}\n{"id": 2}\n{"id": 3}')  # no final newline
+    (tmp_path / "two.jsonl.gz").write_bytes(gzip.compress(b'{"id": 1}\n{"id": 2}\n'))
+    assert count_lines(tmp_path / "three.jsonl") == 3
+    assert count_lines(tmp_path / "empty.jsonl") is None  # missing: the reader reports it
+    assert count_lines(tmp_path / "two.jsonl.gz") is None and count_lines("-") is None and count_lines(None) is None

@@ -159,8 +159,8 @@ def _set_progress(ctx: click.Context, param: click.Parameter, value: bool | None
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """`-v/--verbose`, `-q/--quiet` and `--progress/--no-progress`, shared by every command."""
     func = click.option("--progress/--no-progress", default=None, expose_value=False, callback=_set_progress,
-                        help=f"Progress bars on stderr. Default: when stderr is a terminal. Env: {progress.ENV} "
-                             "(1 or 0).")(func)
+                        help=f"Progress bars on stderr. Default: when stderr is a terminal (and not -q). Env: "
+                             f"{progress.ENV} (1 or 0).")(func)
     func = click.option("-q", "--quiet", is_flag=True, expose_value=False, is_eager=True,
                         callback=_set_verbosity, help="Print errors only.")(func)
     func = click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True,

@@ -1,14 +1,15 @@
 """Progress bars on stderr for the long stages: whether to draw them, and the bars (tqdm), or nothing at all.
 
 The decision, in one place: `--progress` / `--no-progress`, else EMBTOOLS_PROGRESS (1 or 0), else whether stderr is
-a terminal; and only the main process (rank 0) draws. The command layer resolves it once and exports it in
-EMBTOOLS_PROGRESS (`export_decision`), so worker processes launched under accelerate, whose stderr is a pipe to the
-launcher, keep the choice. A bar never writes to stdout; when progress is off a Bar is a no-op and tqdm is not
-imported.
+a terminal (and `-q` was not given); and only the main process (rank 0) draws. The command layer resolves it once and
+exports it in EMBTOOLS_PROGRESS (`export_decision`), so worker processes launched under accelerate, whose stderr is a
+pipe to the launcher, keep the choice. A bar never writes to stdout; when progress is off a Bar is a no-op and tqdm
+is not imported.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -25,13 +26,14 @@ _drawn = 0  # bars open now: log lines are written above them
 
 
 def wanted(flag: bool | None = None) -> bool:
-    """flag (`--progress/--no-progress`) > EMBTOOLS_PROGRESS > stderr is a terminal."""
+    """flag (`--progress/--no-progress`) > EMBTOOLS_PROGRESS > stderr is a terminal (and `-q` was not given)."""
     if flag is not None:
         return flag
     value = os.environ.get(ENV, "").strip().lower()
     if value in _ON | _OFF:
         return value in _ON
-    return bool(sys.stderr is not None and sys.stderr.isatty())
+    quiet = logging.getLogger("embtools").getEffectiveLevel() >= logging.ERROR
+    return bool(sys.stderr is not None and sys.stderr.isatty() and not quiet)
 
 
 def enabled() -> bool:
