@@ -206,3 +206,15 @@ def test_line_counts_give_totals_only_where_they_are_cheap(tmp_path):
     assert count_lines(tmp_path / "three.jsonl") == 3
     assert count_lines(tmp_path / "empty.jsonl") is None  # missing: the reader reports it
     assert count_lines(tmp_path / "two.jsonl.gz") is None and count_lines("-") is None and count_lines(None) is None
+
+
+def test_brainstorm_counts_its_lists(tmp_path):
+    from chat_server import ChatServer
+
+    env = {"OPENAI_API_KEY": "sk-test", "EMBTOOLS_HOME": str(tmp_path / "home")}
+    with ChatServer() as server:
+        code, out, err = run_command("brainstorm", ["-t", "short-long", "-n", "3", "--base-url", server.url,
+                                                    "--max-requests", "10", "--no-cache"], tty=True, env=env)
+    assert code == 0, err
+    assert b"tasks: 100%|" in err and b"3/3" in err and b"requests 3/10" in err, err
+    assert out.count(b"\n") == 15 and BAR not in out  # 5 tasks a list
