@@ -15,12 +15,13 @@ from embtools.command_runner import RecordRun, record_command
 from embtools.commands.model_options import dtype_option, offline_option, rope_options
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
-from embtools.generate.generation_run import parse_shard
+from embtools.generate.generation_run import parse_shard, shard_share
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import POOLINGS
+from embtools.progress import Bar, attached
 from embtools.records.embedding_files import FORMATS
 from embtools.records.embeddings import ENCODINGS
-from embtools.records.jsonl import open_input
+from embtools.records.jsonl import count_lines, open_input
 from embtools.records.vector_precision import PRECISIONS
 
 _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
@@ -108,9 +109,11 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
     if resume_print:
         read_ledger(progress_folder(run.output), resume_print)  # refuse a changed run before the model loads
     encoder = Encoder(model, settings)
-    written = encode_to_output(records, encoder, instruction, output,
-                               stdout=run.stream if fmt == "jsonl" and is_main_process() else None,
-                               resume_print=resume_print)
+    total = shard_share(count_lines(source), shard) if world_size() == 1 else None  # else rank 0 shows its share
+    with attached(encoder, Bar("encode", total, unit="text", rates=("tokens",))):
+        written = encode_to_output(records, encoder, instruction, output,
+                                   stdout=run.stream if fmt == "jsonl" and is_main_process() else None,
+                                   resume_print=resume_print)
     count = written.count
     if not is_main_process():  # rank 0 gathers, writes and reports; the others only encode their share
         return

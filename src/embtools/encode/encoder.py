@@ -18,6 +18,7 @@ from embtools.models.loading import POOLINGS, ModelSpec, inspect_model, load_mod
 from embtools.models.pooling import pool
 from embtools.models.rope import RopeOverride
 from embtools.models.tokenization import frame_texts, model_max_length, pad_right, token_framing
+from embtools.progress import NO_BAR
 
 log = logging.getLogger("embtools")
 
@@ -88,6 +89,7 @@ class Encoder:
         self.pad_id = next(x for x in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0) if x is not None)
         self.truncated = 0
         self.tokens = 0
+        self.progress = NO_BAR  # told of every batch (texts, tokens) while a stage shows a bar
 
     @property
     def dim(self) -> int:
@@ -103,6 +105,7 @@ class Encoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for batch in token_budget_batches([len(x) for x in ids], self.settings.max_tokens):
             out[batch] = self.embed_batch([ids[i] for i in batch]).cpu().numpy()
+            self.progress.update(len(batch), tokens=sum(len(ids[i]) for i in batch))
         return out
 
     def embed_batch(self, batch_ids: list[list[int]]):

@@ -15,6 +15,7 @@ from typing import Any
 from embtools.encode.cached_encoder import CachedEncoder
 from embtools.errors import EmbtoolsError
 from embtools.instructions import model_takes_instructions, task_instruction
+from embtools.progress import Bar, attached
 from embtools.records.datasets import (
     EVALUATION_SPLIT,
     DataSource,
@@ -96,7 +97,8 @@ def evaluate_source(source: DataSource, encoder: CachedEncoder, options: EvalOpt
 
     evaluate = {"sts": _sts, "retrieval": _retrieval, "classification": _classification, "mteb": _mteb,
                 "bitext": evaluate_bitext, "passkey": _passkey}[source.kind]
-    outcome = evaluate(source, encoder, options)
+    with attached(encoder, Bar(source.name, unit="text", rates=("tokens",))):
+        outcome = evaluate(source, encoder, options)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
