@@ -15,6 +15,7 @@ from embtools.encode.cached_encoder import CachedEncoder
 from embtools.evaluate.mteb_selection import evaluation_split, subset_languages
 from embtools.evaluate.results import ResultFolder
 from embtools.evaluate.run import EvalOptions, EvalOutcome, _task_prompt, instruction_for
+from embtools.progress import Bar, attached
 
 # Keys of a result file's subset entry that are labels, not scores.
 _RESULT_LABELS = {"hf_subset", "languages", "mteb_version"}
@@ -32,7 +33,8 @@ def evaluate_task(task: Any, encoder: CachedEncoder, options: EvalOptions) -> li
     instruction = instruction_for(task.metadata.name, encoder, options, fallback=_task_prompt(task.metadata),
                                   task_type=task.metadata.type)
     started = time.perf_counter()
-    scores = run_task(task, MtebEncoder(encoder, instruction_rule(instruction)), split)
+    with attached(encoder, Bar(task.metadata.name, unit="text", rates=("tokens",))):
+        scores = run_task(task, MtebEncoder(encoder, instruction_rule(instruction)), split)
     return _outcomes(task, split, scores, time.perf_counter() - started)
 
 

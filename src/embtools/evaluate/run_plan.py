@@ -34,7 +34,7 @@ def planned_records(plan: list[Any], split: str | None) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for item in plan:
         if isinstance(item, DataSource):
-            records.append({"task": item.name, "kind": item.kind, "data": str(item.path)})
+            records.append({"task": item.name, "kind": item.kind, "data": str(item.path) if item.path else None})
         else:
             records += planned_runs(item, split)
     return records

@@ -27,6 +27,7 @@ from embtools.filter import defaults
 from embtools.filter.mining_pool import TextPool, candidate_texts
 from embtools.instructions import model_takes_instructions, with_instruction
 from embtools.models.builtin import DEFAULT_MINING_MODEL
+from embtools.progress import Bar, attached
 from embtools.records.examples import filter_meta, text
 from embtools.records.jsonl import Record, RejectSink, dump_record
 from embtools.records.text_keys import key_digest
@@ -105,7 +106,7 @@ class NegativeMiner:
         self.stats = MiningStats()
 
     def mine(self, records: Iterable[Record], sink: RejectSink) -> Iterator[Record]:
-        with tempfile.TemporaryFile() as spool:
+        with tempfile.TemporaryFile() as spool, attached(self.encoder, Bar("mining", unit="text", rates=("tokens",))):
             for record in records:
                 self._collect(record)
                 spool.write(dump_record(record))
