@@ -91,6 +91,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     same_task_batches: bool = False
     mask_false_negatives: bool = True
+    negatives_per_example: int = 1  # hard negatives taken per example (train/data.py)
     gradient_accumulation_steps: int = 1
     save_every: int | None = None
     checkpoint_dir: Path | None = None
@@ -302,7 +303,7 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     if config.batch_size % world_size():
         raise EmbtoolsError(f"--batch-size {config.batch_size} does not split over {world_size()} processes")
     spec = inspect_model(config.model)
-    pools = load_examples(config.sources, sink)
+    pools = load_examples(config.sources, sink, config.negatives_per_example)
     plan = BatchPlan(pools, config)
     model, tokenizer = build_model(config, spec)
     parameters = describe_parameters(model)

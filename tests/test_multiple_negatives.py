@@ -1,0 +1,114 @@
+"""More than one hard negative per example: the record, the loss and GradCache with a ragged count, emb-train's cap,
+and emb-filter's miner writing K negatives (sampling, the absolute bound, the embedding cache, the language warning)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import DATA, read_jsonl, run_cli, write_jsonl  # noqa: F401 - used by the mining tests below
+from embtools.records.examples import example_problem, negatives
+from embtools.records.text_keys import match_key
+from embtools.train.data import TrainingExample, to_example, validate_example
+from embtools.train.infonce_loss import InfoNCELoss
+from embtools.train.step import batch_keys, train_step
+
+RAGGED = [  # 0, 1 and 3 negatives; the third negative of the last example is the first one's positive
+    TrainingExample("q zero", "p zero", (), "t"),
+    TrainingExample("q one", "p one", ("n one a",), "t"),
+    TrainingExample("q two", "p two", ("n two a", "n two b", "P  Zero"), "t"),
+]
+
+
+@pytest.mark.parametrize("value, problem", [
+    (None, None), ("a negative", None), (["first", "second"], None),
+    ([], 'field "negative" is an empty list (use null for none)'),
+    (["first", " "], 'field "negative[1]" is empty'),
+    (["first", 3], 'field "negative[1]" must be a string, got int'),
+    (3, 'field "negative" must be a string, got int'),
+])
+def test_a_negative_is_a_string_a_list_of_strings_or_null(value, problem):
+    record = {"id": 1, "task_type": "short-long", "instruction": "i", "query": "q", "positive": "p",
+              "negative": value, "language": "English", "meta": {}}
+    assert example_problem(record) == problem
+    assert example_problem(record, for_training=True) == problem
+
+
+def test_training_takes_the_first_n_negatives_of_a_list_or_a_string():
+    record = validate_example({"instruction": "", "query": "q", "positive": "p", "negative": ["a", "b", "c"]})
+    assert to_example(record, 0, 2).negatives == ("a", "b")
+    assert to_example(record, 0, 0).negatives == ()
+    assert to_example({**record, "negative": "a"}, 0, 3).negatives == ("a",)
+    assert negatives({**record, "negative": None}) == []
+
+
+def _hand_computed_infonce(q, p, n, temperature) -> float:
+    """InfoNCE written out example by example: query i against every positive and every present negative, minus
+    the candidates whose text is i's positive (other than its own) and the positives of queries with i's text."""
+    candidates = [(p[j], e.positive, j) for j, e in enumerate(RAGGED)]
+    candidates += [(n[i * 3 + k], text, None) for i, e in enumerate(RAGGED) for k, text in enumerate(e.negatives)]
+    total = 0.0
+    for i, example in enumerate(RAGGED):
+        def logit(vector):
+            return float(torch.dot(q[i], vector) / (q[i].norm() * vector.norm())) / temperature
+
+        kept = [logit(v) for v, text, j in candidates
+                if j == i or match_key(text) != match_key(example.positive)]
+        total += math.log(sum(math.exp(s) for s in kept)) - logit(p[i])
+    return total / len(RAGGED)
+
+
+def test_loss_with_ragged_negatives_equals_hand_computed_infonce():
+    torch.manual_seed(0)
+    q, p, n = torch.randn(3, 8), torch.randn(3, 8), torch.randn(9, 8)  # 3 negative slots per example
+    keys = batch_keys(RAGGED)
+    assert keys.has_negative.tolist() == [False] * 3 + [True, False, False] + [True] * 3
+    loss = InfoNCELoss(0.5)(q, p, n, keys)
+    assert loss.item() == pytest.approx(_hand_computed_infonce(q, p, n, 0.5), rel=1e-5)
+    unmasked = InfoNCELoss(0.5, mask_false_negatives=False)(q, p, n, keys)
+    assert unmasked.item() > loss.item()  # "P  Zero" counted as query 0's negative raises its loss
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_decoder):
+    from transformers import AutoModel, AutoTokenizer
+
+    from embtools.train.text_batches import TextBatcher
+
+    torch.manual_seed(0)
+    model = AutoModel.from_pretrained(tiny_decoder).train()
+    return model, TextBatcher(AutoTokenizer.from_pretrained(tiny_decoder), "last", 24, 24)
+
+
+def _step_gradients(tiny_model, batch, mini_batch_size: int):
+    from accelerate import Accelerator
+
+    from embtools.train.loop import TrainConfig
+
+    model, batcher = tiny_model
+    model.zero_grad()
+    config = TrainConfig(output=Path("unused"), sources=[], mini_batch_size=mini_batch_size)
+    loss, tokens = train_step(model, batcher, InfoNCELoss(0.02), batch, config, Accelerator(cpu=True))
+    return loss, tokens, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_grad_cache_with_ragged_negatives_gives_the_plain_gradients(tiny_model, sts_dev):
+    """train_step with mini-batches of 2 (GradCache) == one backward of the whole batch (the plain path)."""
+    pairs = sts_dev[:10]
+    spare = [p["sentence2"] for p in sts_dev[10:20]]
+    counts = [0, 1, 3, 2, 0, 1]
+    batch, used = [], 0
+    for pair, count in zip(pairs, counts):
+        batch.append(TrainingExample(pair["sentence1"], pair["sentence2"], tuple(spare[used:used + count]), "sts"))
+        used += count
+    plain_loss, plain_tokens, plain = _step_gradients(tiny_model, batch, mini_batch_size=len(batch))
+    cached_loss, cached_tokens, cached = _step_gradients(tiny_model, batch, mini_batch_size=2)
+    assert plain_tokens == cached_tokens
+    assert cached_loss.item() == pytest.approx(plain_loss.item(), rel=1e-5)
+    assert plain.norm() > 0 and ((cached - plain).norm() / plain.norm()).item() < 1e-4
+    _, _, without = _step_gradients(tiny_model, [TrainingExample(e.query, e.positive, (), e.task) for e in batch],
+                                    mini_batch_size=2)
+    assert ((without - plain).norm() / plain.norm()).item() > 1e-3  # the negatives do reach the gradients
