@@ -4,17 +4,24 @@ and emb-filter's miner writing K negatives (sampling, the absolute bound, the em
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import DATA, read_jsonl, run_cli, write_jsonl  # noqa: F401 - used by the mining tests below
+from conftest import run_cli, write_jsonl
+from embtools.commands.filter import main as emb_filter
+from embtools.encode.embedding_cache import EmbeddingCache
+from embtools.filter.labeled_data import beir_examples
+from embtools.filter.negative_mining import MiningSettings, NegativeMiner
 from embtools.records.examples import example_problem, negatives
+from embtools.records.jsonl import RejectSink
 from embtools.records.text_keys import match_key
 from embtools.train.data import TrainingExample, to_example, validate_example
 from embtools.train.infonce_loss import InfoNCELoss
 from embtools.train.step import batch_keys, train_step
+from test_filter_mining import texts_by_id, write_scifact_slice
 
 RAGGED = [  # 0, 1 and 3 negatives; the third negative of the last example is the first one's positive
     TrainingExample("q zero", "p zero", (), "t"),
@@ -112,3 +119,98 @@ def test_grad_cache_with_ragged_negatives_gives_the_plain_gradients(tiny_model, 
     _, _, without = _step_gradients(tiny_model, [TrainingExample(e.query, e.positive, (), e.task) for e in batch],
                                     mini_batch_size=2)
     assert ((without - plain).norm() / plain.norm()).item() > 1e-3  # the negatives do reach the gradients
+
+
+@pytest.fixture(scope="module")
+def scifact_slice(tmp_path_factory):
+    return write_scifact_slice(tmp_path_factory.mktemp("slice") / "scifact")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return EmbeddingCache(tmp_path_factory.mktemp("cache") / "embeddings.sqlite")
+
+
+def _mine(folder, minilm, cache, **settings):
+    miner = NegativeMiner(MiningSettings(model="minilm-l6", candidate_sources=(folder,), **settings), minilm, cache)
+    return list(miner.mine(beir_examples(folder, "train"), RejectSink())), miner
+
+
+def test_random_sampling_is_seeded_and_stays_in_the_window(scifact_slice, minilm, cache):
+    folder, _ = scifact_slice
+    draw = dict(first_rank=2, last_rank=40, num_negatives=3, sampling="random")
+    first, _ = _mine(folder, minilm, cache, seed=1, **draw)
+    again, _ = _mine(folder, minilm, cache, seed=1, **draw)
+    other, _ = _mine(folder, minilm, cache, seed=2, **draw)
+    assert [r["negative"] for r in first] == [r["negative"] for r in again]
+    assert [r["negative"] for r in first] != [r["negative"] for r in other]
+    for record in first:
+        ranks = record["meta"]["filter"]["mined_negative"]["rank"]
+        assert len(ranks) == 3 and ranks == sorted(ranks) and 2 <= ranks[0] and ranks[-1] <= 40
+    top, _ = _mine(folder, minilm, cache, first_rank=2, last_rank=40, num_negatives=3)
+    assert [r["negative"] for r in first] != [r["negative"] for r in top]
+
+
+def test_the_absolute_bound_removes_negatives_scoring_above_it(scifact_slice, minilm, cache):
+    folder, _ = scifact_slice
+    unbounded, _ = _mine(folder, minilm, cache, first_rank=1, last_rank=30, num_negatives=3)
+    scores = sorted(s for r in unbounded if r["negative"] for s in r["meta"]["filter"]["mined_negative"]["score"])
+    bound = scores[len(scores) // 2]
+    bounded, miner = _mine(folder, minilm, cache, first_rank=1, last_rank=30, num_negatives=3, max_score=bound)
+    kept = [s for r in bounded if r["negative"] for s in r["meta"]["filter"]["mined_negative"]["score"]]
+    assert kept and max(kept) < bound <= max(scores)
+    assert miner.stats.skipped["above the bound"] > 0 and "above the bound" in miner.report()
+
+
+@pytest.fixture(scope="module")
+def cli_runs(scifact_slice, tmp_path_factory):
+    """emb-filter --mine-negatives --num-negatives 3 over the slice, twice with other ranks, the second time on
+    the same examples labelled German; a fresh EMBTOOLS_HOME, so the first run finds an empty embedding cache."""
+    folder, _ = scifact_slice
+    work = tmp_path_factory.mktemp("cli")
+    english = write_jsonl(work / "english.jsonl", beir_examples(folder, "train"))
+    german = write_jsonl(work / "german.jsonl", [{**r, "language": "German"} for r in beir_examples(folder, "train")])
+    common = ["--mine-negatives", "--model", "minilm-l6", "--max-length", "64", "--no-language-check",
+              "--negatives-from", folder, "--num-negatives", "3"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMBTOOLS_HOME", str(work / "home"))
+        first = run_cli(emb_filter, [english, *common, "--negative-ranks", "2-30"])
+        second = run_cli(emb_filter, [german, *common, "--negative-ranks", "5-60", "--negative-margin", "0.9"])
+    return first, second
+
+
+def test_mining_three_writes_three_distinct_pool_negatives_never_a_positive(scifact_slice, cli_runs):
+    folder, qrels = scifact_slice
+    code, records, err = cli_runs[0]
+    assert code == 0, err
+    documents = texts_by_id(folder)
+    full = [r for r in records if r["negative"] is not None]
+    assert len(full) >= 0.9 * len(records)
+    for record in full:
+        found = record["negative"]
+        positives = {documents[d] for d in qrels[record["meta"]["source"]["query_id"]]}
+        assert isinstance(found, list) and len(found) == 3 and len(set(found)) == 3
+        assert set(found) <= set(documents.values()) and not set(found) & positives
+
+
+def _encoded_and_cached(err: list[str]) -> tuple[int, int]:
+    report = [line for line in err if "mined negatives with" in line]
+    assert len(report) == 1, err
+    found = re.search(r"; (\d+) texts encoded, (\d+) from the embedding cache", report[0])
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_a_second_mining_run_with_other_ranks_encodes_nothing(cli_runs):
+    (_, _, first), (code, _, second) = cli_runs
+    assert code == 0, second
+    encoded, cached = _encoded_and_cached(first)
+    assert encoded > 300  # the 322 pool texts and the distinct queries, into an empty cache
+    assert _encoded_and_cached(second) == (0, encoded + cached)
+
+
+def test_an_english_only_miner_warns_of_non_english_data_once(cli_runs):
+    (_, _, english), (_, _, german) = cli_runs
+    assert not [line for line in english if "English-only" in line]
+    warned = [line for line in german if "English-only" in line]
+    assert len(warned) == 1 and warned[0].startswith("emb-filter: warning: mining negatives for ")
+    assert "non-English examples (German) with minilm-l6" in warned[0]
