@@ -214,3 +214,23 @@ def test_an_english_only_miner_warns_of_non_english_data_once(cli_runs):
     warned = [line for line in german if "English-only" in line]
     assert len(warned) == 1 and warned[0].startswith("emb-filter: warning: mining negatives for ")
     assert "non-English examples (German) with minilm-l6" in warned[0]
+
+
+def test_emb_train_takes_up_to_n_negatives_of_a_list(tiny_decoder, sts_dev, tmp_path):
+    """One step on the same batch from the same weights: every extra unmasked negative adds a term to each
+    query's softmax denominator, so the first loss grows strictly with --negatives-per-example while it adds
+    negatives (here examples carry 0 to 3)."""
+    from embtools.commands.train import main as emb_train
+
+    spare = [p["sentence2"] for p in sts_dev[100:140]]
+    records = [{"instruction": "Retrieve a similar sentence", "query": p["sentence1"], "positive": p["sentence2"],
+                "negative": spare[i * 3:i * 3 + i % 4] or None} for i, p in enumerate(sts_dev[:8])]
+    data = write_jsonl(tmp_path / "examples.jsonl", records)
+    losses = []
+    for n in (0, 1, 3):
+        code, summary, err = run_cli(emb_train, [data, "-o", tmp_path / f"n{n}", "--model", tiny_decoder,
+                                                 "--batch-size", "8", "--mini-batch-size", "4", "--max-steps", "1",
+                                                 "--max-length", "24", "--negatives-per-example", n])
+        assert code == 0, err[-20:]
+        losses.append(summary[0]["first_loss"])
+    assert losses[0] < losses[1] < losses[2], losses
