@@ -234,3 +234,17 @@ def test_emb_train_takes_up_to_n_negatives_of_a_list(tiny_decoder, sts_dev, tmp_
         assert code == 0, err[-20:]
         losses.append(summary[0]["first_loss"])
     assert losses[0] < losses[1] < losses[2], losses
+
+
+def test_the_memory_estimate_counts_every_negative():
+    """--estimate-memory with --negatives-per-example 3 embeds 5 texts per example, not 3."""
+    from embtools.train.memory_estimate import ModelShape, estimate_memory, training_run_shape
+
+    options = {"batch_size": 64, "mini_batch_size": 8, "query_max_length": None, "max_length": 128,
+               "mixed_precision": "bf16", "gradient_checkpointing": False, "no_lora": False, "lora_rank": 16,
+               "lora_dropout": 0.1, "deepspeed_name": None}
+    one, three = (training_run_shape({**options, "negatives_per_example": n}, 1) for n in (1, 3))
+    assert (one.texts_per_example, three.texts_per_example) == (3, 5)
+    shape = ModelShape.from_model_dir(Path(__file__).parent / "fixtures" / "mistral-7b")
+    small, large = (dict((name, size) for name, size, _ in estimate_memory(shape, run).terms) for run in (one, three))
+    assert large["score matrix"] == 2 * small["score matrix"] and large["batch vectors"] > small["batch vectors"]
