@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli, write_jsonl
+from conftest import DATA, run_cli, write_jsonl
 from embtools.commands.filter import main as emb_filter
 from embtools.encode.embedding_cache import EmbeddingCache
 from embtools.filter.labeled_data import beir_examples
@@ -248,3 +248,21 @@ def test_the_memory_estimate_counts_every_negative():
     shape = ModelShape.from_model_dir(Path(__file__).parent / "fixtures" / "mistral-7b")
     small, large = (dict((name, size) for name, size, _ in estimate_memory(shape, run).terms) for run in (one, three))
     assert large["score matrix"] == 2 * small["score matrix"] and large["batch vectors"] > small["batch vectors"]
+
+
+def test_emb_filter_checks_every_negative_of_a_list(sts_dev, tmp_path):
+    """A list passes the schema check, and decontamination reads all of it: an evaluation sentence as the second
+    negative is caught, as it would be as the only one."""
+    leaked = next(p["sentence1"] for p in sts_dev if len(p["sentence1"].split()) >= 16)
+    base = {"task_type": "short-long", "instruction": "Retrieve a passage", "query": "how do vaccines work",
+            "positive": "Vaccines train the immune system to recognise a pathogen.", "language": "English",
+            "meta": {}}
+    records = [{**base, "id": "clean", "negative": ["Volcanoes erupt molten rock.", "Tides follow the moon."]},
+               {**base, "id": "leaky", "negative": ["Volcanoes erupt molten rock.", leaked],
+                "query": "how do vaccines work here"}]
+    code, kept, err = run_cli(emb_filter, [write_jsonl(tmp_path / "in.jsonl", records), "--no-guidelines",
+                                           "--no-language-check", "--no-near-dup", "--rejects", tmp_path / "r.jsonl",
+                                           "--decontaminate", DATA / "stsbenchmark" / "dev.jsonl"])
+    assert code == 0, err
+    assert [r["id"] for r in kept] == ["clean"] and kept[0]["negative"] == records[0]["negative"]
+    assert "contaminated" in (tmp_path / "r.jsonl").read_text()
