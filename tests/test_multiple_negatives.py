@@ -7,10 +7,11 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, run_cli, write_jsonl
+from conftest import DATA, read_jsonl, run_cli, write_jsonl
 from embtools.commands.filter import main as emb_filter
 from embtools.encode.embedding_cache import EmbeddingCache
 from embtools.filter.labeled_data import beir_examples
@@ -22,6 +23,7 @@ from embtools.train.data import TrainingExample, to_example, validate_example
 from embtools.train.infonce_loss import InfoNCELoss
 from embtools.train.step import batch_keys, train_step
 from test_filter_mining import texts_by_id, write_scifact_slice
+from test_train import examples, invoke, one_thread, tiny_llama  # noqa: F401 - fixtures: SciFact examples, a tiny llama
 
 RAGGED = [  # 0, 1 and 3 negatives; the third negative of the last example is the first one's positive
     TrainingExample("q zero", "p zero", (), "t"),
@@ -266,3 +268,27 @@ def test_emb_filter_checks_every_negative_of_a_list(sts_dev, tmp_path):
     assert code == 0, err
     assert [r["id"] for r in kept] == ["clean"] and kept[0]["negative"] == records[0]["negative"]
     assert "contaminated" in (tmp_path / "r.jsonl").read_text()
+
+
+@pytest.fixture(scope="module")
+def ragged_examples(examples, tmp_path_factory) -> Path:  # noqa: F811
+    """test_train's 24 SciFact examples with 0 to 3 negatives each (lists), so each process's share is ragged."""
+    records = read_jsonl(examples)
+    spare = [r["positive"] for r in records[12:]] + [r["negative"] for r in records if r["negative"]]
+    for i, record in enumerate(records):
+        record["negative"] = [spare[(i + k) % len(spare)] for k in range(i % 4)] or None
+    return write_jsonl(tmp_path_factory.mktemp("ragged") / "examples.jsonl", records)
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_with_ragged_negatives_train_like_one(tiny_llama, ragged_examples, tmp_path):  # noqa: F811
+    """Each rank embeds as many negative slots as the widest example of either rank: DDP still matches one
+    process, and neither rank hangs when one has no negative and the other three."""
+    from test_train_distributed import SETTINGS, losses, two_processes, update_difference
+
+    extra = ["--negatives-per-example", "3"]
+    one = tmp_path / "one"
+    invoke([ragged_examples, "--model", tiny_llama, *SETTINGS, "-o", one, *extra])
+    ddp = two_processes(tiny_llama, ragged_examples, tmp_path / "ddp", *extra)
+    assert update_difference(one, ddp) < 1e-3
+    np.testing.assert_allclose(losses(ddp), losses(one), rtol=1e-4)

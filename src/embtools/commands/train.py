@@ -75,7 +75,7 @@ def _deepspeed_name(value: str) -> str:
               help="Each batch from one task (input file and task_type). Default: mixed batches.")
 @click.option("--no-mask-false-negatives", is_flag=True,
               help="Keep identical positives/queries as each other's negatives. Default: mask them.")
-@click.option("--negatives-per-example", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--negatives-per-example", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
               help="Hard negatives taken per example, the first N of a `negative` list (FlagEmbedding's train group "
                    "size - 1); examples with fewer use what they have; 0: in-batch negatives only.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None,
