@@ -292,3 +292,14 @@ def test_two_ddp_processes_with_ragged_negatives_train_like_one(tiny_llama, ragg
     ddp = two_processes(tiny_llama, ragged_examples, tmp_path / "ddp", *extra)
     assert update_difference(one, ddp) < 1e-3
     np.testing.assert_allclose(losses(ddp), losses(one), rtol=1e-4)
+
+
+def test_a_model_is_english_only_when_its_card_says_so(tmp_path):
+    from embtools.models.language_support import card_languages, model_languages
+    from embtools.models.loading import inspect_model
+
+    assert model_languages(inspect_model("minilm-l6")) == ("en",)
+    (tmp_path / "README.md").write_text("---\nlanguage:\n- en\n- German\n- fr\n---\n# a card\n")
+    assert card_languages(tmp_path) == ("en", "de", "fr")
+    (tmp_path / "README.md").write_text("# a card without metadata\n")
+    assert card_languages(tmp_path) is None and card_languages(tmp_path / "absent") is None
