@@ -15,7 +15,8 @@ from embtools.commands.filter import main as emb_filter
 from embtools.filter.decontamination import ContaminationIndex
 from embtools.filter.near_duplicates import NearDuplicateIndex
 from embtools.records.datasets import load_qrels
-from embtools.records.text_keys import match_key, word_count
+from embtools.records.text_keys import match_key
+from embtools.records.word_count import whitespace_word_count
 
 GERMAN = ("Die Impfung trainiert das Immunsystem, indem sie ihm einen harmlosen Teil eines Erregers zeigt. Wenn der "
           "echte Erreger später auftaucht, reagieren die Gedächtniszellen schnell und stark, und die Krankheit bleibt "
@@ -214,7 +215,7 @@ _SPACES = st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x85\u00a0\u2003\u3000"))
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.one_of(st.text(max_size=6), _SPACES), max_size=12).map("".join))
 def test_word_count_and_match_key_fast_paths_agree_with_split(value):
-    assert word_count(value) == len(value.split())
+    assert whitespace_word_count(value) == len(value.split())
     assert match_key(value) == " ".join(unicodedata.normalize("NFKC", value).casefold().split())
 
 

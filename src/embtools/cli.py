@@ -6,6 +6,7 @@ Errors are one line on stderr, `emb-encode: error: ...`; the traceback only with
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 import click
 
+from embtools import progress
 from embtools.errors import EmbtoolsError
 
 log = logging.getLogger("embtools")
@@ -121,6 +123,10 @@ class _CurrentStderrHandler(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        with progress.above_bars():
+            super().emit(record)
+
 
 def _deepspeed_to_stderr(record: logging.LogRecord) -> bool:
     """DeepSpeed logs to stdout, which carries records only: re-route its messages to stderr (its CPU-fallback
@@ -145,8 +151,16 @@ def _configure_logging() -> None:
         log.propagate = False
 
 
+def _set_progress(ctx: click.Context, param: click.Parameter, value: bool | None) -> None:
+    """Decide on progress bars once, for this process and the workers it launches; undone when the run ends."""
+    ctx.call_on_close(functools.partial(progress.restore, progress.export_decision(value)))
+
+
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`-v/--verbose` and `-q/--quiet`, shared by every command."""
+    """`-v/--verbose`, `-q/--quiet` and `--progress/--no-progress`, shared by every command."""
+    func = click.option("--progress/--no-progress", default=None, expose_value=False, callback=_set_progress,
+                        help=f"Progress bars on stderr. Default: when stderr is a terminal (and not -q). Env: "
+                             f"{progress.ENV} (1 or 0).")(func)
     func = click.option("-q", "--quiet", is_flag=True, expose_value=False, is_eager=True,
                         callback=_set_verbosity, help="Print errors only.")(func)
     func = click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True,

@@ -5,6 +5,7 @@ that was already launched runs in place, so it cannot recurse. Only rank 0 write
 from __future__ import annotations
 
 import ctypes
+import io
 import logging
 import os
 import re
@@ -153,8 +154,8 @@ def forward_worker_stderr(stream) -> None:
     traceback, which only repeat that a worker failed) and without the same error line once per rank."""
     errors_seen: set[str] = set()
     in_report = False
-    for raw in stream:
-        line = raw.decode("utf-8", "replace")
+    # "\r" ends a line too, so the main worker's progress bar is passed on as it redraws, not at its end
+    for line in io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""):
         in_report = in_report or line.startswith("Traceback (most recent call last)")
         if in_report or _TORCHRUN_LOG.search(line) or line in errors_seen:
             continue

@@ -48,7 +48,7 @@ def main(run: RecordRun, task_type, num_lists, model, base_url, seed, temperatur
         return
     run.summarize(run_to_output("tasks", jobs, task_records, settings, sampling.model, cache=cache, stream=run.stream,
                                 flush=run.streams_to_stdout, sink=run.open_rejects(answer_rejects),
-                                budget=Budget(max_requests, max_tokens), dedup_field="task"))
+                                budget=Budget(max_requests, max_tokens), dedup_field="task", total=num_lists))
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ import click
 
 from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
 from embtools.command_runner import RecordRun, record_command
-from embtools.commands.model_options import dtype_option, offline_option
+from embtools.commands.model_options import dtype_option, offline_option, rope_options
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
-from embtools.generate.generation_run import parse_shard
+from embtools.generate.generation_run import parse_shard, shard_share
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import POOLINGS
+from embtools.progress import Bar, attached
 from embtools.records.embedding_files import FORMATS
 from embtools.records.embeddings import ENCODINGS
-from embtools.records.jsonl import open_input
+from embtools.records.jsonl import count_lines, open_input
 from embtools.records.vector_precision import PRECISIONS
 
 _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
@@ -44,6 +45,7 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 @click.option("--normalize/--no-normalize", default=None,
               help="L2-normalize the vectors. Default: on (a sentence-transformers folder without Normalize: off).")
 @dtype_option
+@rope_options
 @offline_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text), over length-sorted texts.")
@@ -71,7 +73,8 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
                    "-o and a FILE, and refuses another input or other options. Default: start over.")
 @common_options
 def main(run: RecordRun, model, instruction, pooling, max_length, encoding, normalize, dtype, batch_tokens,
-         chunk_size, num_processes, id_field, trust_remote_code, fmt, precision, truncate_dim, shard, resume):
+         chunk_size, num_processes, id_field, trust_remote_code, fmt, precision, truncate_dim, shard, resume,
+         rope_theta, rope_scaling):
     """Embed text records (`id`, `text`, optional `title`, `instruction`) read from FILE or stdin.
 
     Writes one embedding record (`id`, `embedding`, plus fields it does not know) per text, in input order; with
@@ -83,6 +86,7 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
     from embtools.encode.resume import fingerprint, progress_folder, read_ledger
     from embtools.encode.stream import shard as take_shard
     from embtools.encode.stream import text_record_validator
+    from embtools.models.rope import RopeOverride
 
     if num_processes > 1 and not is_launched():
         sys.exit(_relaunch(num_processes, run.source))
@@ -91,21 +95,25 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
         raise EmbtoolsError("under several processes give the input as a FILE (each process reads it)")
     init_process_group()
     settings = EncodeSettings(pooling=pooling, normalize=normalize, max_length=max_length, dtype=dtype,
-                              max_tokens=batch_tokens, trust_remote_code=trust_remote_code)
+                              max_tokens=batch_tokens, trust_remote_code=trust_remote_code,
+                              rope=RopeOverride(rope_theta, rope_scaling))
     started = time.perf_counter()
     records = take_shard(run.read(text_record_validator(id_field), source=source), *(shard or (0, 1)))
     output = OutputSettings(fmt, run.output, encoding, precision, truncate_dim, chunk_size)
     options = {"model": model, "instruction": instruction, "pooling": pooling, "max_length": max_length,
                "encoding": encoding, "normalize": normalize, "dtype": dtype, "batch_tokens": batch_tokens,
                "chunk_size": chunk_size, "id_field": id_field, "format": fmt, "precision": precision,
-               "truncate_dim": truncate_dim, "shard": shard}
+               "truncate_dim": truncate_dim, "shard": shard, "rope_theta": rope_theta,
+               "rope_scaling": rope_scaling}
     resume_print = fingerprint(source, options) if resume else None
     if resume_print:
         read_ledger(progress_folder(run.output), resume_print)  # refuse a changed run before the model loads
     encoder = Encoder(model, settings)
-    written = encode_to_output(records, encoder, instruction, output,
-                               stdout=run.stream if fmt == "jsonl" and is_main_process() else None,
-                               resume_print=resume_print)
+    total = shard_share(count_lines(source), shard) if world_size() == 1 else None  # else rank 0 shows its share
+    with attached(encoder, Bar("encode", total, unit="text", rates=("tokens",))):
+        written = encode_to_output(records, encoder, instruction, output,
+                                   stdout=run.stream if fmt == "jsonl" and is_main_process() else None,
+                                   resume_print=resume_print)
     count = written.count
     if not is_main_process():  # rank 0 gathers, writes and reports; the others only encode their share
         return

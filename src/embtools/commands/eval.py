@@ -1,4 +1,4 @@
-"""emb-eval: evaluate an embedding model on STS files, BEIR folders, classification folders or mteb tasks."""
+"""emb-eval: evaluate an embedding model on STS and bitext files, BEIR and classification folders or mteb tasks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.command_runner import RecordRun, record_command
-from embtools.commands.model_options import dtype_option, offline_option
+from embtools.commands.model_options import dtype_option, offline_option, rope_options
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import POOLINGS
 from embtools.records.datasets import EVALUATION_SPLIT
@@ -56,34 +56,40 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
 @click.option("--max-length", type=click.IntRange(min=2), default=512, show_default=True,
               help="Tokens per text (E5 evaluates the first 512).")
 @dtype_option
+@rope_options
 @offline_option
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text).")
 @common_options
 def main(run: RecordRun, data, model, instruction, no_instruction, split, max_corpus, max_queries, max_pairs, seed,
-         ignore_identical_ids, output_folder, report, compare, no_cache, pooling, max_length, dtype, batch_tokens):
+         ignore_identical_ids, output_folder, report, compare, no_cache, pooling, max_length, dtype, batch_tokens,
+         rope_theta, rope_scaling):
     """Evaluate MODEL on each DATA; write metric records (task, split, metric, value, main, model) to stdout or -o.
 
-    DATA is an STS file (JSONL: sentence1, sentence2, score), a BEIR folder (corpus.jsonl, queries.jsonl,
-    qrels/SPLIT.tsv), a classification folder (train.jsonl, SPLIT.jsonl: text, label) or mteb:TaskName.
+    DATA is an STS file (JSONL: sentence1, sentence2, score), a bitext file (JSONL: sentence1, sentence2, no score),
+    a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), a classification folder (train.jsonl,
+    SPLIT.jsonl: text, label), mteb:TaskName, or passkey:256,1024,... (personalized passkey retrieval at those
+    token lengths, generated from --seed).
     """
     from embtools.encode.cached_encoder import CachedEncoder
     from embtools.encode.embedding_cache import EmbeddingCache
     from embtools.encode.encoder import EncodeSettings
     from embtools.evaluate.report import read_metric_records, write_report
     from embtools.evaluate.results import metric_records
-    from embtools.evaluate.run import EvalOptions, evaluate_source
-    from embtools.records.datasets import detect
+    from embtools.evaluate.run import EvalOptions, evaluate_source, sources_of
 
     if instruction and no_instruction:
         raise click.UsageError("--instruction and --no-instruction exclude each other")
     if compare and not report:
         raise click.UsageError("--compare needs --report")
-    sources = [detect(argument) for argument in data]  # a bad path fails before the model loads
+    sources = [source for argument in data for source in sources_of(argument)]  # bad input fails before loading
     if (max_corpus or max_queries) and any(source.kind == "mteb" for source in sources):
         raise click.UsageError("--max-corpus and --max-queries apply to local folders only, not mteb: tasks")
     earlier = [record for path in compare for record in read_metric_records(path)]
-    settings = EncodeSettings(pooling=pooling, max_length=max_length, dtype=dtype, max_tokens=batch_tokens)
+    from embtools.models.rope import RopeOverride
+
+    settings = EncodeSettings(pooling=pooling, max_length=max_length, dtype=dtype, max_tokens=batch_tokens,
+                              rope=RopeOverride(rope_theta, rope_scaling))
     encoder = CachedEncoder(model, settings, cache=None if no_cache else EmbeddingCache())
     options = EvalOptions(instruction, False if no_instruction else None, split, max_corpus, max_queries, seed,
                           ignore_identical_ids, max_pairs)

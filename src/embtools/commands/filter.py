@@ -14,6 +14,7 @@ from embtools.commands.model_options import offline_option
 from embtools.filter import defaults
 from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.models.loading import DTYPES
+from embtools.progress import track
 from embtools.records.examples import DUPLICATE_FIELDS, TEXT_FIELDS
 from embtools.records.hub_datasets import is_hub_dataset
 
@@ -57,7 +58,7 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--language-check/--no-language-check", default=True, show_default=True,
               help="Reject texts confidently identified as another language than asked (reason language).")
 @click.option("--decontaminate", "decontaminate", multiple=True, type=_PATH, metavar="PATH",
-              help="Evaluation data to keep out: STS file, BEIR folder, classification folder; repeatable "
+              help="Evaluation data to keep out: STS or bitext file, BEIR folder, classification folder; repeatable "
                    "(reasons contaminated-exact, contaminated-ngram). Default: none.")
 @click.option("--decontaminate-split", default=defaults.DECONTAMINATE_SPLIT, show_default=True,
               help="The qrels split of --decontaminate BEIR folders whose queries and judged documents count.")
@@ -133,7 +134,14 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
     from embtools.filter.guidelines import GuidelineSettings
     from embtools.filter.language import LanguageSettings
     from embtools.filter.negative_mining import MiningSettings, NegativeMiner
-    from embtools.filter.pipeline import FilterSettings, build_checks, filter_examples, input_examples, unchecked_notes
+    from embtools.filter.pipeline import (
+        FilterSettings,
+        build_checks,
+        filter_examples,
+        input_examples,
+        input_total,
+        unchecked_notes,
+    )
     from embtools.filter.report import FilterStats, summary_lines, write_report
     from embtools.records.datasets import beir_folder
 
@@ -150,8 +158,8 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
     stats = FilterStats()
     miner = None
     from_beir = tuple(beir_folder(source) for source in from_beir)  # a hub data set is downloaded now
-    records = input_examples(run.source or (), from_beir, from_sts, run.input_rejects, split, instruction,
-                             min_score)
+    records = track(input_examples(run.source or (), from_beir, from_sts, run.input_rejects, split, instruction,
+                                   min_score), "filter", input_total(run.source or (), from_beir, from_sts), "record")
     kept = filter_examples(records, checks, run.rejects, stats, settings.batch_size)
     if mine_negatives:
         from embtools.encode.embedding_cache import EmbeddingCache

@@ -17,11 +17,13 @@ from embtools.generate.generation_run import (
     open_cache,
     parse_shard,
     run_to_output,
+    shard_share,
 )
 from embtools.generate.job_runner import Budget
 from embtools.generate.jobs import SamplingSettings, example_records, symmetric_jobs, task_jobs, validate_task_record
 from embtools.generate.placeholders import PlaceholderSampler, parse_languages
 from embtools.instructions import ONE_STEP_TYPES
+from embtools.records.jsonl import count_lines
 
 EXAMPLE_COMPLETION_GUESS = 500  # a query and two documents of a few hundred words
 
@@ -72,9 +74,10 @@ def main(run: RecordRun, task_type, num_examples, languages, shard, model, base_
     if dry_run:
         info(dry_run_summary(jobs, cache, max_new_tokens or EXAMPLE_COMPLETION_GUESS))
         return
+    total = shard_share(num_examples, shard) if task_type else shard_share(count_lines(run.source), shard, num_examples)
     run.summarize(run_to_output("examples", jobs, example_records, settings, sampling.model, cache=cache,
                                 stream=run.stream, flush=run.streams_to_stdout, sink=run.open_rejects(answer_rejects),
-                                budget=Budget(max_requests, max_tokens)))
+                                budget=Budget(max_requests, max_tokens), total=total))
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,10 @@ import os
 
 import click
 
+from embtools.cli import ParsedBy
 from embtools.models.hub import OFFLINE_ENV
 from embtools.models.loading import DTYPES
+from embtools.models.rope import parse_rope_scaling, parse_rope_theta
 
 dtype_option = click.option(
     "--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
@@ -41,3 +43,18 @@ offline_option = click.option(
     help="Never use the network: a hub id (or hf://datasets/ input) must already be in the Hugging Face cache "
          "(HF_HOME). Default: it downloads on first use. Built-in models never need the network. "
          "Env: EMBTOOLS_OFFLINE.")
+
+
+def rope_options(command):
+    """--rope-theta and --rope-scaling (models/rope.py): the command receives `rope_theta` and `rope_scaling`."""
+    command = click.option(
+        "--rope-scaling", type=ParsedBy(parse_rope_scaling, "rope scaling"), default=None, metavar="TYPE:FACTOR",
+        envvar="EMBTOOLS_ROPE_SCALING",
+        help="Stretch a RoPE model's context by FACTOR: linear, dynamic or yarn, e.g. yarn:4. Default: the model's "
+             "own (or what emb-train trained it with). Env: EMBTOOLS_ROPE_SCALING.")(command)
+    return click.option(
+        "--rope-theta", type=ParsedBy(parse_rope_theta, "rope theta"), default=None, metavar="BASE",
+        envvar="EMBTOOLS_ROPE_THETA",
+        help="The RoPE base (theta) of a rotary-position model, e.g. 1e6 for longer inputs, as the paper raises "
+             "it for long context. Default: the model's own (or what emb-train trained it with). "
+             "Env: EMBTOOLS_ROPE_THETA.")(command)

@@ -10,7 +10,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
 from embtools.command_runner import RecordRun, record_command
-from embtools.commands.model_options import offline_option
+from embtools.commands.model_options import offline_option, rope_options
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
@@ -92,6 +92,7 @@ def _deepspeed_name(value: str) -> str:
 @click.option("--merge", is_flag=True, help="Write merged full weights instead of the LoRA adapter.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT folder.")
 @offline_option
+@rope_options
 @click.option("--trust-remote-code", is_flag=True, help="Allow a model folder's own Python code. Default: never.")
 @click.option("--estimate-memory", is_flag=True,
               help="Print the per-GPU peak memory of these settings term by term (table on stderr, JSON record on "
@@ -127,7 +128,8 @@ def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_drop
          max_length, query_max_length, mixed_precision, gradient_checkpointing, same_task_batches,
          no_mask_false_negatives, negatives_per_example, save_every, checkpoint_dir, resume, num_processes,
          deepspeed_name, merge, overwrite, trust_remote_code, estimate_memory, no_memory_check,
-         report_to, eval_data, eval_every, eval_split, eval_max_corpus, eval_max_queries, eval_max_pairs, keep_best):
+         report_to, eval_data, eval_every, eval_split, eval_max_corpus, eval_max_queries, eval_max_pairs, keep_best,
+         rope_theta, rope_scaling):
     """Fine-tune MODEL into an embedding model on example records (`instruction`, `query`, `positive`,
     `negative`: a string, a list or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch,
     `FILE:2` repeats it.
@@ -225,6 +227,7 @@ def _zero_stage(deepspeed_name: str | None) -> int | None:
 
 
 def _config(options: dict, sources, monitoring: dict):
+    from embtools.models.rope import RopeOverride
     from embtools.train.deepspeed_configs import deepspeed_config
     from embtools.train.loop import TrainConfig
     from embtools.train.lora import LoraSettings
@@ -250,7 +253,8 @@ def _config(options: dict, sources, monitoring: dict):
         negatives_per_example=options["negatives_per_example"],
         gradient_accumulation_steps=options["gradient_accumulation_steps"], save_every=options["save_every"],
         checkpoint_dir=options["checkpoint_dir"], resume=options["resume"], deepspeed=ds, merge=options["merge"],
-        overwrite=options["overwrite"], trust_remote_code=options["trust_remote_code"], **monitoring)
+        overwrite=options["overwrite"], trust_remote_code=options["trust_remote_code"],
+        rope=RopeOverride(options["rope_theta"], options["rope_scaling"]).to_json(), **monitoring)
 
 
 def _train(config, sink):

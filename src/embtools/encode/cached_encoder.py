@@ -15,6 +15,7 @@ import numpy as np
 from embtools.encode.embedding_cache import EmbeddingCache, model_fingerprint, text_key
 from embtools.encode.encoder import Encoder, EncodeSettings, default_device, resolve_dtype
 from embtools.models.loading import ModelSpec, inspect_model
+from embtools.progress import NO_BAR, Bar
 
 log = logging.getLogger("embtools")
 
@@ -40,10 +41,22 @@ class CachedEncoder:
         self.pooling = self.settings.pooling or self.spec.pooling
         self.dtype = resolve_dtype(self.settings.dtype, self.device, self.spec.is_decoder)
         self.fingerprint = model_fingerprint(self.spec, self.pooling, self.dtype, self.settings.max_length,
-                                             self.device)
+                                             self.device, self.settings.rope.over(self.spec.rope))
         self._encoder: Encoder | None = encoder  # given: a model already loaded (emb-train evaluating its model)
         self.encoded = 0
         self.reused = 0
+        self._progress = NO_BAR
+
+    @property
+    def progress(self) -> Bar:
+        """The bar told of every text: the model's batches as they run, cache hits as they are found."""
+        return self._progress
+
+    @progress.setter
+    def progress(self, bar: Bar) -> None:
+        self._progress = bar
+        if self._encoder is not None:
+            self._encoder.progress = bar
 
     @property
     def encoder(self) -> Encoder:
@@ -51,6 +64,7 @@ class CachedEncoder:
         if self._encoder is None:
             log.info(f"loading {self.spec.name} ({self.pooling} pooling, {self.dtype})")
             self._encoder = Encoder(self.spec, self.settings)
+            self._encoder.progress = self._progress
         return self._encoder
 
     def embed(self, texts: list[str], normalize: bool | None = None) -> np.ndarray:
@@ -76,4 +90,5 @@ class CachedEncoder:
             found.update(new)
         self.encoded += len(missing)
         self.reused += len(texts) - len(missing)
+        self.progress.update(len(texts) - len(missing), cached=self.reused)
         return np.vstack([found[key] for key in keys]).astype(np.float32, copy=False)

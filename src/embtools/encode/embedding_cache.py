@@ -25,6 +25,7 @@ import numpy as np
 from embtools.errors import EmbtoolsError
 from embtools.home import home_subdir
 from embtools.models.loading import ModelSpec
+from embtools.models.rope import RopeOverride
 
 FORMAT_VERSION = 1
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
@@ -45,8 +46,10 @@ def weight_files(folder: Path | None) -> list[tuple[str, int, int]]:
     return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in found]
 
 
-def model_fingerprint(spec: ModelSpec, pooling: str, dtype: str, max_length: int, device: str) -> str:
-    """A hex digest naming one model configuration: what a cached vector depends on besides the text."""
+def model_fingerprint(spec: ModelSpec, pooling: str, dtype: str, max_length: int, device: str,
+                      rope: RopeOverride | None = None) -> str:
+    """A hex digest naming one model configuration: what a cached vector depends on besides the text. A RoPE
+    override joins it only when there is one, so caches of models run as they are keep their keys."""
     identity = {
         "format": FORMAT_VERSION,
         "path": str(spec.path.resolve()),
@@ -59,6 +62,8 @@ def model_fingerprint(spec: ModelSpec, pooling: str, dtype: str, max_length: int
         "device": device.split(":")[0],
         "vectors": "raw, before normalization",
     }
+    if rope:
+        identity["rope"] = rope.to_json()
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

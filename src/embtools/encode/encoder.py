@@ -16,7 +16,9 @@ from embtools.encode.batching import token_budget_batches
 from embtools.errors import EmbtoolsError
 from embtools.models.loading import POOLINGS, ModelSpec, inspect_model, load_model
 from embtools.models.pooling import pool
+from embtools.models.rope import RopeOverride
 from embtools.models.tokenization import frame_texts, model_max_length, pad_right, token_framing
+from embtools.progress import NO_BAR
 
 log = logging.getLogger("embtools")
 
@@ -32,6 +34,7 @@ class EncodeSettings:
     max_tokens: int = 16384
     device: str | None = None
     trust_remote_code: bool = False
+    rope: RopeOverride = RopeOverride()  # --rope-theta / --rope-scaling, over what a trained model recorded
 
 
 def default_device() -> str:
@@ -79,13 +82,14 @@ class Encoder:
         self.device = self.settings.device or default_device()
         self.dtype = resolve_dtype(self.settings.dtype, self.device, self.spec.is_decoder)
         self.model, self.tokenizer = loaded or load_model(self.spec, self.dtype, self.device,
-                                                          self.settings.trust_remote_code)
+                                                          self.settings.trust_remote_code, self.settings.rope)
         limit = model_max_length(self.tokenizer, self.model.config, self.spec.max_length)
         self.max_length = min(self.settings.max_length, limit) if limit else self.settings.max_length
         self.framing = token_framing(self.tokenizer, self.max_length, append_eos=self.pooling == "last")
         self.pad_id = next(x for x in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0) if x is not None)
         self.truncated = 0
         self.tokens = 0
+        self.progress = NO_BAR  # told of every batch (texts, tokens) while a stage shows a bar
 
     @property
     def dim(self) -> int:
@@ -101,6 +105,7 @@ class Encoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for batch in token_budget_batches([len(x) for x in ids], self.settings.max_tokens):
             out[batch] = self.embed_batch([ids[i] for i in batch]).cpu().numpy()
+            self.progress.update(len(batch), tokens=sum(len(ids[i]) for i in batch))
         return out
 
     def embed_batch(self, batch_ids: list[list[int]]):

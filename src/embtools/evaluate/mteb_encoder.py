@@ -72,6 +72,7 @@ class MtebEncoder(AbsEncoder):
         texts = [text for batch in inputs for text in batch["text"]]
         instruction = self.rule(task_metadata, prompt_type)
         normalize = normalizes(self.model.spec, task_metadata.type)
+        self.model.progress.show(stage=f"{hf_split} {getattr(prompt_type, 'value', prompt_type) or 'texts'}")
         return self.model.embed([with_instruction(t, instruction) for t in texts], normalize=normalize)
 
 

@@ -2,7 +2,8 @@
 
 Custom tasks follow mteb 2.26's offline recipe: subclass the AbsTask, give a TaskMetadata whose dataset is local,
 fill `self.dataset` in `load_data()`. Classification runs through mteb's AbsTaskClassification unchanged (logistic
-regression, max_iter 100, 8 samples per label, 10 experiments, seed 42), so its numbers are mteb's by construction.
+regression, max_iter 100, 8 samples per label, 10 experiments, seed 42), and bitext mining through its
+AbsTaskBitextMining (nearest neighbour by cosine), so their numbers are mteb's by construction.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from embtools.errors import EmbtoolsError
-from embtools.records.datasets import ClassificationData, RetrievalData
+from embtools.records.datasets import BitextData, ClassificationData, RetrievalData
 
 
 def local_metadata(name: str, task_type: str, main_score: str, split: str, revision: str, path: str = "local"):
@@ -47,6 +48,15 @@ def classification_task(data: ClassificationData, metadata, split: str):
         "train": Dataset.from_dict({"text": data.train_texts, "label": data.train_labels}),
         split: Dataset.from_dict({"text": data.test_texts, "label": data.test_labels}),
     }))
+
+
+def bitext_task(data: BitextData, metadata, split: str):
+    """An mteb AbsTaskBitextMining over aligned sentences (`sentence1`, `sentence2` columns), its data loaded."""
+    from datasets import Dataset, DatasetDict
+    from mteb.abstasks.text.bitext_mining import AbsTaskBitextMining
+
+    return _preloaded(AbsTaskBitextMining, metadata, DatasetDict({
+        split: Dataset.from_dict({"sentence1": data.sentences1, "sentence2": data.sentences2})}))
 
 
 def retrieval_task(data: RetrievalData, metadata, split: str):

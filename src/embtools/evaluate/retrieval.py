@@ -32,6 +32,7 @@ def k_values() -> tuple[int, ...]:
 def corpus_records(corpus: dict[str, str], encoder: CachedEncoder, chunk_size: int = 4096) -> Iterator[dict]:
     """Embedding records ({"id", "embedding"}: a float32 array) of the corpus, L2-normalized, chunk by chunk."""
     ids = list(corpus)
+    encoder.progress.show(stage="corpus")
     for start in range(0, len(ids), chunk_size):
         chunk = ids[start:start + chunk_size]
         vectors = encoder.embed([corpus[i] for i in chunk], normalize=True)
@@ -45,6 +46,7 @@ def search_corpus(data: RetrievalData, encoder: CachedEncoder, instruction: str 
     from embtools.index.vector_index import VectorIndex, build_index
 
     query_ids = list(data.queries)
+    encoder.progress.show(stage="queries")
     queries = encoder.embed([with_instruction(data.queries[q], instruction) for q in query_ids], normalize=True)
     with tempfile.TemporaryDirectory(prefix="emb-eval-index-") as work:
         index_dir = Path(work) / "index"

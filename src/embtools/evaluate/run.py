@@ -15,10 +15,12 @@ from typing import Any
 from embtools.encode.cached_encoder import CachedEncoder
 from embtools.errors import EmbtoolsError
 from embtools.instructions import model_takes_instructions, task_instruction
+from embtools.progress import Bar, attached
 from embtools.records.datasets import (
     EVALUATION_SPLIT,
     DataSource,
     data_revision,
+    detect,
     folder_name,
     load_classification,
     load_retrieval,
@@ -91,8 +93,12 @@ def instruction_for(task_name: str, encoder: CachedEncoder, options: EvalOptions
 def evaluate_source(source: DataSource, encoder: CachedEncoder, options: EvalOptions) -> EvalOutcome:
     """Evaluate one DATA argument with the encoder."""
     started = time.perf_counter()
-    evaluate = {"sts": _sts, "retrieval": _retrieval, "classification": _classification, "mteb": _mteb}[source.kind]
-    outcome = evaluate(source, encoder, options)
+    from embtools.evaluate.bitext import evaluate_bitext
+
+    evaluate = {"sts": _sts, "retrieval": _retrieval, "classification": _classification, "mteb": _mteb,
+                "bitext": evaluate_bitext, "passkey": _passkey}[source.kind]
+    with attached(encoder, Bar(source.name, unit="text", rates=("tokens",))):
+        outcome = evaluate(source, encoder, options)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -146,6 +152,25 @@ def _mteb(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
     model = MtebEncoder(encoder, instruction_rule(instruction))
     scores = run_task(task, model, options.split)
     return EvalOutcome(task.metadata.name, options.split, scores, task.metadata.main_score, lambda: task.metadata)
+
+
+def _passkey(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
+    from embtools.evaluate.mteb_tasks import local_metadata
+    from embtools.evaluate.passkey import MAIN_SCORE, PASSKEY_INSTRUCTION, evaluate_passkey
+
+    instruction = instruction_for("Passkey", encoder, options, fallback=PASSKEY_INSTRUCTION)
+    scores = evaluate_passkey(source.length, encoder, instruction, options.seed)
+    metadata = local_metadata(source.name, "Retrieval", MAIN_SCORE, "test", f"seed-{options.seed}", "generated")
+    return EvalOutcome(source.name, "test", scores, MAIN_SCORE, lambda: metadata)
+
+
+def sources_of(argument: str) -> list[DataSource]:
+    """The tasks of one DATA argument: one, except `passkey:L1,L2,...` (a task per length)."""
+    if argument.startswith("passkey:"):
+        from embtools.evaluate.passkey import passkey_sources
+
+        return passkey_sources(argument)
+    return [detect(argument)]
 
 
 def _task_prompt(metadata) -> str | None:

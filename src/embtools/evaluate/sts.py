@@ -42,6 +42,7 @@ def sts_scores(embeddings1: np.ndarray, embeddings2: np.ndarray, gold: list[floa
 def evaluate_sts(data: StsData, encoder: CachedEncoder, instruction: str | None) -> dict[str, float]:
     """Embed both sides (with the instruction, if any; one call, so shared sentences are encoded once) and score."""
     texts = [with_instruction(t, instruction) for t in data.sentences1 + data.sentences2]
+    encoder.progress.show(stage="sentences")
     vectors = encoder.embed(texts)
     half = len(data.sentences1)
     scores = sts_scores(vectors[:half], vectors[half:], data.scores)

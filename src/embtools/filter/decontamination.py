@@ -24,6 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from embtools.errors import EmbtoolsError
 from embtools.filter import defaults
 from embtools.records.datasets import (
+    bitext_pairs,
     detect,
     evaluation_files,
     judged_texts,
@@ -62,8 +63,8 @@ def window_hashes(tokens: np.ndarray, length: int) -> np.ndarray:
 def evaluation_texts(path: Path, split: str) -> Iterator[str]:
     """The texts of one evaluation source, streamed (a BEIR corpus is read once, keeping only judged documents)."""
     source = detect(str(path))
-    if source.kind == "sts":
-        for pair in sts_pairs(path):
+    if source.kind in ("sts", "bitext"):
+        for pair in (sts_pairs if source.kind == "sts" else bitext_pairs)(path):
             yield from (pair["sentence1"], pair["sentence2"])
     elif source.kind == "retrieval":
         yield from _judged_texts(Path(path), split)
@@ -71,7 +72,8 @@ def evaluation_texts(path: Path, split: str) -> Iterator[str]:
         for file in evaluation_files(Path(path)):
             yield from (record["text"] for record in labelled_records(file))
     else:
-        raise EmbtoolsError(f"--decontaminate {path}: only STS files, BEIR folders and classification folders")
+        raise EmbtoolsError(f"--decontaminate {path}: only STS and bitext files, BEIR folders and classification "
+                            "folders")
 
 
 def _judged_texts(folder: Path, split: str) -> Iterator[str]:

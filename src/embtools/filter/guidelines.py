@@ -4,7 +4,8 @@ The generation prompts (paper, Tables 8-13) ask for documents of at least {num_w
 {query_length} bucket, very short short-short texts, long-long texts of at least 300 words, S2 != S3 for STS and
 bitext, a misleading label different from the label, no query copied verbatim into the document, and no label
 inside the input text. A check whose placeholder is absent is counted as not checked, never as a reject.
-Lengths are whitespace-separated words; `tolerance` widens every bound (0.3: a 300-word ask passes at 210 words).
+Lengths are words as records/word_count.py counts them (by characters in the scripts written without spaces);
+`tolerance` widens every bound (0.3: a 300-word ask passes at 210 words).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from functools import lru_cache
 from embtools.filter import defaults
 from embtools.records.examples import placeholder, text
 from embtools.records.jsonl import Record
-from embtools.records.text_keys import match_key, word_count, words
+from embtools.records.text_keys import match_key, words
+from embtools.records.word_count import word_count
 
 NUM_WORDS, QUERY_LENGTH, NOT_SHORT, NOT_LONG = ("guideline-num-words", "guideline-query-length",
                                                 "guideline-not-short", "guideline-not-long")

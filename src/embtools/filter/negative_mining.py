@@ -36,6 +36,7 @@ from embtools.instructions import model_takes_instructions, with_instruction
 from embtools.languages import iso_code
 from embtools.models.builtin import DEFAULT_MINING_MODEL
 from embtools.models.language_support import ENGLISH, is_english_only
+from embtools.progress import Bar, attached
 from embtools.records.examples import filter_meta, negatives, text
 from embtools.records.jsonl import Record, RejectSink, dump_record
 from embtools.records.text_keys import key_digest
@@ -142,7 +143,7 @@ class NegativeMiner:
         self.stats = MiningStats()
 
     def mine(self, records: Iterable[Record], sink: RejectSink) -> Iterator[Record]:
-        with tempfile.TemporaryFile() as spool:
+        with tempfile.TemporaryFile() as spool, attached(self.encoder, Bar("mining", unit="text", rates=("tokens",))):
             for record in records:
                 self._collect(record)
                 spool.write(dump_record(record))

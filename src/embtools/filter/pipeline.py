@@ -25,7 +25,7 @@ from embtools.filter.labeled_data import beir_examples, sts_examples
 from embtools.filter.language import LanguageCheck, LanguageSettings
 from embtools.filter.report import FilterStats
 from embtools.records.examples import DUPLICATE_FIELDS, schema_problem
-from embtools.records.jsonl import Record, RejectSink, read_records
+from embtools.records.jsonl import Record, RejectSink, count_lines, read_records
 
 log = logging.getLogger("embtools")
 
@@ -126,6 +126,13 @@ def input_examples(files: tuple[str, ...], beir: tuple[Path, ...] = (), sts: tup
         yield from beir_examples(Path(folder), beir_split, instruction)
     for path in sts:
         yield from sts_examples(Path(path), min_score)
+
+
+def input_total(files: tuple[str, ...], beir: tuple = (), sts: tuple = ()) -> int | None:
+    """How many records input_examples will yield, when FILEs alone (plain JSONL) say it cheaply: a progress bar's
+    total. None for stdin, labeled data or compressed files."""
+    counts = [count_lines(source) for source in files]
+    return None if beir or sts or not counts or None in counts else sum(counts)
 
 
 def unchecked_notes(checks: list) -> Counter:

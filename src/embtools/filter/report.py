@@ -14,7 +14,7 @@ from pathlib import Path
 from embtools.records.atomic import atomic_file
 from embtools.records.examples import meta_of, text
 from embtools.records.jsonl import Record
-from embtools.records.text_keys import word_count
+from embtools.records.word_count import word_count
 
 LENGTH_FIELDS = ("query", "positive", "negative")
 MAX_DISTINCT = 30  # placeholder values listed per placeholder; the rest are summed as "(other)"

@@ -16,6 +16,7 @@ from embtools.generate.job_runner import Budget, Outcome, RunStats, run_jobs
 from embtools.generate.jobs import Job
 from embtools.generate.response_cache import ResponseCache, default_cache_dir
 from embtools.models.builtin import DEFAULT_MODEL
+from embtools.progress import Bar
 from embtools.records.jsonl import Record, RejectSink, dump_record
 
 LOCAL_MODEL = DEFAULT_MODEL  # the embedded generator, used when no --base-url / OPENAI_BASE_URL is given
@@ -152,16 +153,38 @@ def parse_shard(value: str | None) -> tuple[int, int]:
     return index, count
 
 
+def shard_share(count: int | None, shard: tuple[int, int] | None, limit: int | None = None) -> int | None:
+    """How many of `count` records (None: unknown) shard (I, N) takes, at most `limit`: a progress bar's total."""
+    index, size = shard or (0, 1)
+    share = None if count is None else len(range(index, count, size))
+    return share if share is None or limit is None else min(share, limit)
+
+
+def progress_fields(stats: RunStats, budget: Budget) -> dict[str, str | int]:
+    """What a generation bar shows beside the requests done: cached and failed ones, tokens spent on new calls and
+    requests made, each against its budget when one is set."""
+    fields: dict[str, str | int] = {"cached": stats.cached, "failed": stats.rejected["request_failed"]}
+    fields["tokens"] = budget.tokens if budget.max_tokens is None else f"{budget.tokens}/{budget.max_tokens}"
+    if budget.max_requests is not None:
+        fields["requests"] = f"{budget.requests}/{budget.max_requests}"
+    return fields
+
+
 def run_to_output(noun: str, jobs: Iterable[Job], convert: Converter, settings: GeneratorSettings, model: str, *,
                   cache: ResponseCache | None, stream: IO[bytes], flush: bool, sink: RejectSink, budget: Budget,
-                  dedup_field: str | None = None) -> str:
-    """Answer the jobs, write their records to `stream` (each flushed with `flush`: streamed to stdout) and the
-    answers that are no records to `sink`; return the summary line."""
+                  dedup_field: str | None = None, total: int | None = None) -> str:
+    """Answer the jobs (`total` of them, if known), write their records to `stream` (each flushed with `flush`:
+    streamed to stdout) and the answers that are no records to `sink`; return the summary line."""
     started = time.perf_counter()
     generator = open_generator(settings, model)
     try:
         writer = OutcomeWriter(stream, sink, convert, dedup_field, flush=flush)
-        run_jobs(jobs, generator, cache, concurrency=settings.concurrency, budget=budget, handle=writer)
+        with Bar(noun, total, unit="call") as bar:
+            def handle(outcome: Outcome) -> None:
+                writer(outcome)
+                bar.update(1, **progress_fields(writer.stats, budget))
+
+            run_jobs(jobs, generator, cache, concurrency=settings.concurrency, budget=budget, handle=handle)
     finally:
         if cache is not None:
             cache.close()

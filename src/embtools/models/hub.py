@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from embtools import progress
 from embtools.errors import EmbtoolsError
 
 log = logging.getLogger("embtools")
@@ -68,10 +68,10 @@ def download_snapshot(repo: HubRepo, allow_patterns: list[str] | None = None, an
 
     offline = offline_requested() or constants.is_offline_mode()
     cached = offline or _in_cache(repo)
-    if not offline and not sys.stderr.isatty():  # progress bars only for a person watching
-        from huggingface_hub.utils import disable_progress_bars
+    if not offline:  # the hub's download bars follow embtools' own decision (progress.py)
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
-        disable_progress_bars()
+        (enable_progress_bars if progress.enabled() else disable_progress_bars)()
     try:
         with _quiet_hub_warnings():
             path = Path(snapshot_download(repo.repo_id, repo_type=repo.kind, revision=repo.revision,

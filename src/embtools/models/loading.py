@@ -20,6 +20,7 @@ from typing import Any
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import BUILTIN_MODELS, builtin_model_path
 from embtools.models.hub import download_model
+from embtools.models.rope import RopeOverride, apply_rope
 
 log = logging.getLogger("embtools")
 
@@ -45,6 +46,7 @@ class ModelSpec:
     prompts: dict[str, str] = field(default_factory=dict)
     normalize_module: bool = False  # its sentence-transformers modules include Normalize
     e5_protocol: bool = False  # evaluated as E5's own code evaluates (see follows_e5_protocol)
+    rope: RopeOverride = field(default_factory=RopeOverride)  # the RoPE override emb-train trained it with
 
 
 def resolve_model_path(name: str) -> Path:
@@ -95,7 +97,7 @@ def _sentence_transformers_settings(path: Path, spec: ModelSpec) -> None:
 def inspect_model(name: str) -> ModelSpec:
     """Resolve `name` and read how to embed with it, without loading weights."""
     path = resolve_model_path(name)
-    spec = ModelSpec(name=name, path=path)
+    spec = ModelSpec(name=name, path=path, rope=recorded_rope(path))
     config_dir = path
     if (path / "adapter_config.json").exists():
         base_name = _read_json(path / "adapter_config.json").get("base_model_name_or_path")
@@ -111,6 +113,12 @@ def inspect_model(name: str) -> ModelSpec:
         _sentence_transformers_settings(st_dir, spec)
     spec.e5_protocol = follows_e5_protocol(spec, has_sentence_transformers_files=(st_dir / "modules.json").exists())
     return spec
+
+
+def recorded_rope(path: Path) -> RopeOverride:
+    """The RoPE override an emb-train output was trained with (training_args.json `rope`), else none."""
+    record = path / TRAINING_RECORD
+    return RopeOverride.from_json(_read_json(record).get("rope")) if record.exists() else RopeOverride()
 
 
 def follows_e5_protocol(spec: ModelSpec, has_sentence_transformers_files: bool) -> bool:
@@ -140,8 +148,10 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
-def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False):
-    """Load (model, tokenizer) for a spec: the bare transformer (no LM head), in eval mode, on `device`."""
+def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False,
+               rope: RopeOverride = RopeOverride()):
+    """Load (model, tokenizer) for a spec: the bare transformer (no LM head), in eval mode, on `device`, with
+    `rope` (over the spec's recorded one) applied to its rotary positions."""
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -153,7 +163,9 @@ def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", tru
         tokenizer = AutoTokenizer.from_pretrained(spec.path if _has_tokenizer(spec.path) else weights_path,
                                                   trust_remote_code=trust_remote_code)
         model = AutoModel.from_pretrained(weights_path, dtype=weights_dtype, trust_remote_code=trust_remote_code,
-                                          use_safetensors=_has_safetensors(weights_path) or None)
+                                          use_safetensors=_has_safetensors(weights_path) or None,
+                                          **config_with_rope(weights_path, rope.over(spec.rope), spec.name,
+                                                             trust_remote_code))
         if spec.base_path is not None:
             from peft import PeftModel
 
@@ -165,6 +177,16 @@ def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", tru
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise EmbtoolsError(f"cannot load model {spec.name}: {first_line}") from None
     return model.to(device).eval(), tokenizer
+
+
+def config_with_rope(path: Path, rope: RopeOverride, name: str, trust_remote_code: bool) -> dict[str, Any]:
+    """from_pretrained's `config=` argument when `rope` overrides the rotary positions; nothing otherwise."""
+    if not rope:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return {"config": apply_rope(config, rope, name)}
 
 
 def _has_tokenizer(path: Path) -> bool:

@@ -1,6 +1,8 @@
 """The evaluation data formats: tell a DATA argument's shape apart, and the one reader of each format.
 
 - an STS file: JSONL with `sentence1`, `sentence2`, `score` (the file is the split);
+- a bitext file: JSONL with `sentence1`, `sentence2` and no `score`, each `sentence2` the translation of its
+  `sentence1` (mteb's BitextMining layout; the file is the split);
 - a BEIR retrieval folder: `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`),
   `qrels/<split>.tsv` (`query-id`, `corpus-id`, `score`, tab-separated, an optional header);
 - a classification folder: `train.jsonl` and `<split>.jsonl` with `text` and `label`;
@@ -41,11 +43,13 @@ _SPLIT_ALIASES = {"dev": "validation", "val": "validation"}
 
 @dataclass
 class DataSource:
-    """One DATA argument: its kind (sts, retrieval, classification, mteb), where it is, and its task name."""
+    """One DATA argument: its kind (sts, bitext, retrieval, classification, mteb, passkey), where it is, and its
+    task name."""
 
     kind: str
     name: str
     path: Path | None = None
+    length: int | None = None  # passkey: tokens per document
 
 
 @dataclass
@@ -53,6 +57,14 @@ class StsData:
     sentences1: list[str]
     sentences2: list[str]
     scores: list[float]
+
+
+@dataclass
+class BitextData:
+    """Aligned sentences: sentences2[i] is the translation of sentences1[i]."""
+
+    sentences1: list[str]
+    sentences2: list[str]
 
 
 @dataclass
@@ -98,8 +110,7 @@ def detect(argument: str) -> DataSource:
     if path.is_dir():
         return DataSource(_folder_kind(path), task_name_for(path), path)
     if path.is_file():
-        _check_sts_file(path)
-        return DataSource("sts", task_name_for(path), path)
+        return DataSource(_file_kind(path), task_name_for(path), path)
     raise EmbtoolsError(f"{argument}: no such file or folder")
 
 
@@ -112,15 +123,17 @@ def _folder_kind(path: Path) -> str:
                         "or train.jsonl + test.jsonl (classification)")
 
 
-def _check_sts_file(path: Path) -> None:
+def _file_kind(path: Path) -> str:
+    """`sts` for a file of sentence1, sentence2, score; `bitext` for sentence1, sentence2 without a score."""
     try:
         with closing(read_records(path)) as records:
             record = next(records, {})
     except InputError:
         record = {}
-    if not {"sentence1", "sentence2", "score"} <= set(record):
-        raise EmbtoolsError(f"{path}: unknown data file: expected JSONL with sentence1, sentence2, score "
-                            "(STS), a retrieval folder or a classification folder")
+    if {"sentence1", "sentence2"} <= set(record):
+        return "sts" if "score" in record else "bitext"
+    raise EmbtoolsError(f"{path}: unknown data file: expected JSONL with sentence1, sentence2, score (STS) or "
+                        "sentence1, sentence2 (bitext), a retrieval folder or a classification folder")
 
 
 def beir_folder(argument: str | Path) -> Path:
@@ -154,9 +167,14 @@ def _records(path: Path, validate):
         raise EmbtoolsError(f"{file_name(path)}: {exc}") from None
 
 
-def _sts_record(record: dict) -> dict:
+def _pair_record(record: dict) -> dict:
     require_string(record, "sentence1")
     require_string(record, "sentence2")
+    return record
+
+
+def _sts_record(record: dict) -> dict:
+    _pair_record(record)
     if isinstance(record.get("score"), bool) or not isinstance(record.get("score"), (int, float)):
         raise InputError('field "score" must be a number')
     return record
@@ -167,13 +185,28 @@ def sts_pairs(path: Path) -> Iterator[dict]:
     return _records(path, _sts_record)
 
 
-def load_sts(path: Path) -> StsData:
-    """Sentence pairs and gold scores of an STS file."""
-    rows = list(sts_pairs(path))
+def _all_pairs(pairs: Iterator[dict], path: Path) -> tuple[list[dict], list[str], list[str]]:
+    """(records, sentence1s, sentence2s) of a file of sentence pairs; an error when it has none."""
+    rows = list(pairs)
     if not rows:
         raise EmbtoolsError(f"{path}: no sentence pairs")
-    return StsData([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
-                   [float(r["score"]) for r in rows])
+    return rows, [r["sentence1"] for r in rows], [r["sentence2"] for r in rows]
+
+
+def load_sts(path: Path) -> StsData:
+    """Sentence pairs and gold scores of an STS file."""
+    rows, sentences1, sentences2 = _all_pairs(sts_pairs(path), path)
+    return StsData(sentences1, sentences2, [float(r["score"]) for r in rows])
+
+
+def bitext_pairs(path: Path) -> Iterator[dict]:
+    """The records of a bitext file, each checked (`sentence1`, `sentence2` strings), streamed."""
+    return _records(path, _pair_record)
+
+
+def load_bitext(path: Path) -> BitextData:
+    """The aligned sentences of a bitext file."""
+    return BitextData(*_all_pairs(bitext_pairs(path), path)[1:])
 
 
 def _beir_record(record: dict) -> dict:

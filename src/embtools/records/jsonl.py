@@ -20,7 +20,7 @@ import orjson
 
 from embtools.errors import InputError
 from embtools.records.atomic import atomic_file
-from embtools.records.formats import PARQUET, ParquetRows, detect_format, text_lines
+from embtools.records.formats import JSONL, PARQUET, ParquetRows, detect_format, text_lines
 from embtools.records.hub_datasets import hub_record_files, is_hub_dataset
 
 Record = dict[str, Any]
@@ -43,6 +43,23 @@ def open_input(source: str | Path | IO[bytes] | None) -> IO[bytes]:
         return open(source, "rb")
     except OSError as exc:
         raise InputError(f"cannot read {source}: {exc.strerror}") from None
+
+
+def count_lines(source: str | Path | None) -> int | None:
+    """The lines of a plain JSONL file, counted without parsing them (a progress bar's total); None for stdin, a data
+    set on the hub, or a compressed or Parquet file, whose count would cost a real read."""
+    if source is None or str(source) == "-" or is_hub_dataset(str(source)):
+        return None
+    try:
+        with open(source, "rb") as stream:
+            if detect_format(stream) != JSONL:
+                return None
+            count, last = 0, b"\n"
+            while block := stream.read(1 << 20):
+                count, last = count + block.count(b"\n"), block[-1:]
+    except (OSError, InputError):
+        return None  # the reader reports it
+    return count + (last != b"\n")
 
 
 def parse_line(raw: bytes) -> Record:

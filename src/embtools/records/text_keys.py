@@ -10,8 +10,8 @@ and the loss's false-negative mask in emb-train. The paper's duplicate and conta
 Spacing means how much whitespace, not whether there is any: "a part" and "apart", "foo bar" and "foobar" are
 different texts, so whitespace is collapsed, never removed. Punctuation is kept: the paper does not disregard it,
 and "Let's eat, grandma" is not "Let's eat grandma". `words` splits the case-folded text into word tokens (runs of
-letters and digits), the unit of shingles, n-grams and length checks. Digests are the first 8 bytes of BLAKE2b, so
-state that outlives a record holds integers, never texts.
+letters and digits), the unit of shingles and n-grams (length checks count words with records/word_count.py).
+Digests are the first 8 bytes of BLAKE2b, so state that outlives a record holds integers, never texts.
 """
 
 from __future__ import annotations
@@ -58,15 +58,6 @@ def signed_key_digest(text: str) -> int:
 def words(text: str) -> list[str]:
     """Case-folded word tokens (runs of letters, digits and underscores); punctuation and spacing are dropped."""
     return _WORD.findall(text.casefold())
-
-
-def word_count(text: str) -> int:
-    """Whitespace-separated words, as a person counting "at least 300 words" would count them (`len(text.split())`)."""
-    if text.isprintable():  # its only whitespace is " ": count the gaps instead of building a list of words
-        inner = text.strip(" ")
-        if "  " not in inner:
-            return inner.count(" ") + 1 if inner else 0
-    return len(text.split())
 
 
 # A byte belongs to a word when it is an ASCII letter or digit, or part of a multi-byte UTF-8 character.

@@ -55,6 +55,7 @@ from embtools.train.lora import (
 from embtools.train.optimizer import make_optimizer
 from embtools.train.precision import resolve_mixed_precision
 from embtools.train.step import train_step
+from embtools.train.step_log import RunState, append_row, log_step, summarize, truncate_log
 from embtools.train.text_batches import TextBatcher
 from embtools.train.tracking import (
     accelerator_arguments,
@@ -100,6 +101,7 @@ class TrainConfig:
     merge: bool = False
     overwrite: bool = False
     trust_remote_code: bool = False
+    rope: dict | None = None  # RopeOverride.to_json(): --rope-theta / --rope-scaling, kept in training_args.json
     report_to: tuple[str, ...] = ()  # experiment trackers (train/tracking.py)
     evaluation: EvalPlan | None = None  # evaluation during training (train/evaluation.py)
 
@@ -149,7 +151,7 @@ def seed_everything(seed: int) -> None:
 
 def build_model(config: TrainConfig, spec):
     """The base model, gradient checkpointing if asked, and LoRA (seeded: every rank starts from the same weights)."""
-    model, tokenizer = load_base_model(spec, config.trust_remote_code)
+    model, tokenizer = load_base_model(spec, config.trust_remote_code, config.rope)
     if config.gradient_checkpointing:
         zero3 = bool(config.deepspeed) and config.deepspeed.get("zero_optimization", {}).get("stage") == 3
         enable_gradient_checkpointing(model, reentrant=zero3 and config.lora is not None)
@@ -211,15 +213,6 @@ def step_totals(losses: list[torch.Tensor], tokens: int) -> tuple[float, int]:
     return sum(loss for loss, _ in by_rank) / len(by_rank), sum(count for _, count in by_rank)
 
 
-@dataclass
-class RunState:
-    step: int = 0
-    losses: list[float] = field(default_factory=list)
-    tokens: int = 0
-    examples: int = 0
-    seconds: float = 0.0
-
-
 def resume_from(config: TrainConfig, work_dir: Path, model, optimizer, scheduler, accelerator) -> int:
     """The step to continue after (0 for a fresh run); restores weights, optimizer, scheduler and RNG states."""
     checkpoint = latest_checkpoint(work_dir) if config.resume else None
@@ -254,26 +247,6 @@ def save_step(config: TrainConfig, work_dir: Path, step: int, model, optimizer, 
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def log_step(log_path: Path | None, state: RunState, loss: float, lr: float, tokens: int, examples: int,
-             seconds: float, epoch: int, grad_norm: float | None = None) -> dict[str, Any]:
-    state.losses.append(loss)
-    state.tokens += tokens
-    state.examples += examples
-    state.seconds += seconds
-    row = {"step": state.step, "epoch": epoch, "loss": round(loss, 6), "lr": lr,
-           "tokens_per_s": round(tokens / seconds, 1), "examples_per_s": round(examples / seconds, 2),
-           "seconds": round(seconds, 3), "grad_norm": None if grad_norm is None else round(grad_norm, 6)}
-    if log_path is not None:
-        append_row(log_path, row)
-        log.info(f"step {state.step}: loss {loss:.4f} lr {lr:.2e} {row['tokens_per_s']:.0f} tok/s")
-    return row
-
-
-def append_row(log_path: Path, row: dict[str, Any]) -> None:
-    with open(log_path, "a") as stream:
-        stream.write(json.dumps(row) + "\n")
-
-
 def evaluate_step(evaluator: TrainingEvaluator | None, step: int, accelerator, model, tokenizer,
                   log_path: Path | None, config: TrainConfig) -> None:
     """--eval: rank 0 (the only one with an evaluator) evaluates the model being trained; the others wait."""
@@ -282,13 +255,6 @@ def evaluate_step(evaluator: TrainingEvaluator | None, step: int, accelerator, m
         append_row(log_path, evaluation.log_row())
         report(accelerator, config.report_to, eval_values(evaluation.metrics), step)
     accelerator.wait_for_everyone()
-
-
-def truncate_log(log_path: Path, step: int) -> None:
-    """Keep the log lines of the steps before a resumed step only (the rest are repeated)."""
-    if log_path.exists():
-        kept = [line for line in log_path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        log_path.write_text("".join(line + "\n" for line in kept))
 
 
 def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]:
@@ -317,6 +283,7 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
         log.info(f"{sum(map(len, pools))} examples, {plan.total_steps} steps of {config.batch_size} "
                  f"on {world_size()} process(es), mixed precision {config.mixed_precision}; {parameters}")
     state = RunState(step=resume_from(config, work_dir, model, optimizer, scheduler, accelerator))
+    state.show_progress(plan.total_steps)
     if state.step == 0:
         torch.manual_seed(config.seed + 1000 * (rank() + 1))  # dropout masks differ across ranks
     log_path = work_dir / "train_log.jsonl" if main else None
@@ -414,6 +381,7 @@ def run_arguments(config: TrainConfig) -> dict[str, Any]:
 
 def finish(config: TrainConfig, accelerator, model, tokenizer, spec, pools, state: RunState, work_dir: Path,
            started: float, evaluator: TrainingEvaluator | None = None) -> dict[str, Any]:
+    state.end_progress()
     accelerator.wait_for_everyone()
     trained = final_model(config, accelerator, model, spec)
     summary = {}
@@ -434,13 +402,3 @@ def finish(config: TrainConfig, accelerator, model, tokenizer, spec, pools, stat
     end_tracking(accelerator)
     accelerator.wait_for_everyone()
     return summary
-
-
-def summarize(config: TrainConfig, state: RunState, started: float) -> dict[str, Any]:
-    tail = state.losses[-10:]
-    return {"output": str(config.output), "steps": state.step, "examples": state.examples,
-            "first_loss": round(state.losses[0], 4) if state.losses else None,
-            "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
-            "examples_per_s": round(state.examples / state.seconds, 3) if state.seconds else None,
-            "tokens_per_s": round(state.tokens / state.seconds, 1) if state.seconds else None,
-            "seconds": round(time.perf_counter() - started, 1), "world_size": world_size()}

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from embtools.errors import EmbtoolsError
-from embtools.models.loading import ModelSpec, peft_wrapping
+from embtools.models.loading import ModelSpec, config_with_rope, peft_wrapping
+from embtools.models.rope import RopeOverride
 from embtools.train import recipe
 
 log = logging.getLogger("embtools")
@@ -22,8 +23,10 @@ class LoraSettings:
     target_modules: str = "all-linear"
 
 
-def load_base_model(spec: ModelSpec, trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """(model, tokenizer) of the base weights in float32 (optimizer states and master weights stay fp32)."""
+def load_base_model(spec: ModelSpec, trust_remote_code: bool = False,
+                    rope: dict | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) of the base weights in float32 (optimizer states and master weights stay fp32), with
+    `rope` (RopeOverride.to_json(), as training_args.json keeps it) applied to its rotary positions."""
     import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -32,9 +35,12 @@ def load_base_model(spec: ModelSpec, trust_remote_code: bool = False) -> tuple[A
         raise EmbtoolsError(f"{spec.path} is a LoRA adapter: train from its base or a merged model (--merge)")
     if not log.isEnabledFor(logging.DEBUG):
         hf_logging.disable_progress_bar()
+    positions = config_with_rope(spec.path, RopeOverride.from_json(rope).over(spec.rope), spec.name,
+                                 trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(spec.path, dtype=torch.float32, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(spec.path, dtype=torch.float32, trust_remote_code=trust_remote_code,
+                                          **positions)
     except (OSError, ValueError) as exc:
         raise EmbtoolsError(f"cannot load model {spec.name}: {str(exc).splitlines()[0]}") from None
     if getattr(model.config, "use_cache", None):
