@@ -303,3 +303,15 @@ def test_a_model_is_english_only_when_its_card_says_so(tmp_path):
     assert card_languages(tmp_path) == ("en", "de", "fr")
     (tmp_path / "README.md").write_text("# a card without metadata\n")
     assert card_languages(tmp_path) is None and card_languages(tmp_path / "absent") is None
+
+
+def test_a_list_negative_equal_to_the_positive_breaks_the_sts_guideline():
+    from embtools.filter.guidelines import GuidelineCheck
+
+    record = {"id": 1, "task_type": "sts", "instruction": "Retrieve semantically similar text.",
+              "query": "A man plays a guitar on a stage.", "positive": "Someone is playing a guitar on stage.",
+              "negative": ["A dog sleeps on the sofa.", "someone is  PLAYING a guitar on stage."],
+              "language": "English", "meta": {}}
+    check = GuidelineCheck()
+    assert (check(record) or "").startswith("guideline-same-s2-s3")
+    assert check({**record, "negative": ["A dog sleeps on the sofa."]}) is None
