@@ -315,3 +315,14 @@ def test_a_list_negative_equal_to_the_positive_breaks_the_sts_guideline():
     check = GuidelineCheck()
     assert (check(record) or "").startswith("guideline-same-s2-s3")
     assert check({**record, "negative": ["A dog sleeps on the sofa."]}) is None
+
+
+def test_a_resumed_run_must_take_as_many_negatives_as_its_checkpoint():
+    from embtools.errors import EmbtoolsError
+    from embtools.train.checkpoint import check_compatible
+    from embtools.train.loop import TrainConfig
+
+    saved = TrainConfig(output=Path("unused"), sources=[]).data_meta()
+    check_compatible(saved, TrainConfig(output=Path("unused"), sources=[]).data_meta())
+    with pytest.raises(EmbtoolsError, match="negatives_per_example=1, this run has 3"):
+        check_compatible(saved, TrainConfig(output=Path("unused"), sources=[], negatives_per_example=3).data_meta())

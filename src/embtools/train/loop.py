@@ -113,7 +113,7 @@ class TrainConfig:
         return {"model": self.model, "sources": [asdict(s) for s in self.sources], "batch_size": self.batch_size,
                 "seed": self.seed, "epochs": self.epochs, "max_steps": self.max_steps,
                 "same_task_batches": self.same_task_batches, "world_size": world_size(),
-                "lora": asdict(self.lora) if self.lora else None}
+                "lora": asdict(self.lora) if self.lora else None, "negatives_per_example": self.negatives_per_example}
 
 
 def make_accelerator(config: TrainConfig, work_dir: Path):
