@@ -252,10 +252,11 @@ def test_the_memory_estimate_counts_every_negative():
     assert large["score matrix"] == 2 * small["score matrix"] and large["batch vectors"] > small["batch vectors"]
 
 
-def test_emb_filter_checks_every_negative_of_a_list(sts_dev, tmp_path):
-    """A list passes the schema check, and decontamination reads all of it: an evaluation sentence as the second
-    negative is caught, as it would be as the only one."""
-    leaked = next(p["sentence1"] for p in sts_dev if len(p["sentence1"].split()) >= 16)
+@pytest.mark.parametrize("words", [(16, 99), (3, 7)], ids=["long: a shared run", "short: an exact copy"])
+def test_emb_filter_checks_every_negative_of_a_list(sts_dev, tmp_path, words):
+    """A list passes the schema check, and decontamination reads every negative on its own: an evaluation sentence
+    as the second negative is caught, as it would be as the only one (a short one only by exact match)."""
+    leaked = next(p["sentence1"] for p in sts_dev if words[0] <= len(p["sentence1"].split()) <= words[1])
     base = {"task_type": "short-long", "instruction": "Retrieve a passage", "query": "how do vaccines work",
             "positive": "Vaccines train the immune system to recognise a pathogen.", "language": "English",
             "meta": {}}

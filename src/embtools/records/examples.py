@@ -86,6 +86,13 @@ def negatives(record: Record) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
+def field_texts(record: Record, fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(field, text) of every non-empty text of `fields`, each negative of a list on its own."""
+    pairs = [(name, value) for name in fields
+             for value in (negatives(record) if name == "negative" else [text(record, name)])]
+    return [(name, value) for name, value in pairs if value]
+
+
 def text(record: Record, field: str) -> str:
     """A text field, or "" when it is missing or not a string (checks run even with the schema check off).
     A list of negatives reads as its texts joined by blank lines, so every check sees every negative."""
