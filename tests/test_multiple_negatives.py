@@ -327,3 +327,15 @@ def test_a_resumed_run_must_take_as_many_negatives_as_its_checkpoint():
     check_compatible(saved, TrainConfig(output=Path("unused"), sources=[]).data_meta())
     with pytest.raises(EmbtoolsError, match="negatives_per_example=1, this run has 3"):
         check_compatible(saved, TrainConfig(output=Path("unused"), sources=[], negatives_per_example=3).data_meta())
+
+
+def test_each_negative_of_a_list_must_have_the_asked_length():
+    from embtools.filter.guidelines import GuidelineCheck
+
+    long = " ".join(["word"] * 60)
+    record = {"id": 1, "task_type": "short-long", "instruction": "Retrieve a passage", "query": "what is a word",
+              "positive": long, "negative": [long, "Far too short."], "language": "English",
+              "meta": {"placeholders": {"num_words": "50", "query_type": "", "query_length": "", "clarity": "",
+                                        "difficulty": ""}}}
+    assert (GuidelineCheck()(record) or "").startswith("guideline-num-words: negative has 3 words")
+    assert GuidelineCheck()({**record, "negative": [long, long]}) is None

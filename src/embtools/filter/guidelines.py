@@ -95,9 +95,10 @@ class GuidelineCheck:
         bounds = self._bounds(record, "num_words")
         if bounds is None:
             return None
-        for field in ("positive", "negative"):
-            count = word_count(text(record, field))
-            if record.get(field) is not None and count < bounds[0]:
+        documents = [("positive", text(record, "positive"))] if record.get("positive") is not None else []
+        for field, value in documents + [("negative", negative) for negative in negatives(record)]:
+            count = word_count(value)
+            if count < bounds[0]:
                 return f"{NUM_WORDS}: {field} has {count} words, asked {placeholder(record, 'num_words')}"
         return None
 
