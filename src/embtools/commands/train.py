@@ -75,6 +75,9 @@ def _deepspeed_name(value: str) -> str:
               help="Each batch from one task (input file and task_type). Default: mixed batches.")
 @click.option("--no-mask-false-negatives", is_flag=True,
               help="Keep identical positives/queries as each other's negatives. Default: mask them.")
+@click.option("--negatives-per-example", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
+              help="Hard negatives taken per example, the first N of a `negative` list (FlagEmbedding's train group "
+                   "size - 1); examples with fewer use what they have; 0: in-batch negatives only.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None,
               help="Checkpoint every N steps into --checkpoint-dir. Default: no checkpoints.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -123,12 +126,13 @@ def _deepspeed_name(value: str) -> str:
 def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
          mini_batch_size, gradient_accumulation_steps, epochs, max_steps, lr, warmup_steps, weight_decay, seed,
          max_length, query_max_length, mixed_precision, gradient_checkpointing, same_task_batches,
-         no_mask_false_negatives, save_every, checkpoint_dir, resume, num_processes, deepspeed_name, merge,
-         overwrite, trust_remote_code, estimate_memory, no_memory_check,
+         no_mask_false_negatives, negatives_per_example, save_every, checkpoint_dir, resume, num_processes,
+         deepspeed_name, merge, overwrite, trust_remote_code, estimate_memory, no_memory_check,
          report_to, eval_data, eval_every, eval_split, eval_max_corpus, eval_max_queries, eval_max_pairs, keep_best,
          rope_theta, rope_scaling):
     """Fine-tune MODEL into an embedding model on example records (`instruction`, `query`, `positive`,
-    `negative` or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch, `FILE:2` repeats it.
+    `negative`: a string, a list or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch,
+    `FILE:2` repeats it.
 
     Writes OUTPUT (a PEFT adapter or merged weights, loadable by emb-encode and sentence-transformers) and one
     JSON summary line on stdout.
@@ -246,6 +250,7 @@ def _config(options: dict, sources, monitoring: dict):
         document_max_length=options["max_length"], mixed_precision=precision,
         gradient_checkpointing=options["gradient_checkpointing"], same_task_batches=options["same_task_batches"],
         mask_false_negatives=not options["no_mask_false_negatives"],
+        negatives_per_example=options["negatives_per_example"],
         gradient_accumulation_steps=options["gradient_accumulation_steps"], save_every=options["save_every"],
         checkpoint_dir=options["checkpoint_dir"], resume=options["resume"], deepspeed=ds, merge=options["merge"],
         overwrite=options["overwrite"], trust_remote_code=options["trust_remote_code"],

@@ -92,6 +92,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     same_task_batches: bool = False
     mask_false_negatives: bool = True
+    negatives_per_example: int = 1  # hard negatives taken per example (train/data.py)
     gradient_accumulation_steps: int = 1
     save_every: int | None = None
     checkpoint_dir: Path | None = None
@@ -112,7 +113,7 @@ class TrainConfig:
         return {"model": self.model, "sources": [asdict(s) for s in self.sources], "batch_size": self.batch_size,
                 "seed": self.seed, "epochs": self.epochs, "max_steps": self.max_steps,
                 "same_task_batches": self.same_task_batches, "world_size": world_size(),
-                "lora": asdict(self.lora) if self.lora else None}
+                "lora": asdict(self.lora) if self.lora else None, "negatives_per_example": self.negatives_per_example}
 
 
 def make_accelerator(config: TrainConfig, work_dir: Path):
@@ -268,7 +269,7 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     if config.batch_size % world_size():
         raise EmbtoolsError(f"--batch-size {config.batch_size} does not split over {world_size()} processes")
     spec = inspect_model(config.model)
-    pools = load_examples(config.sources, sink)
+    pools = load_examples(config.sources, sink, config.negatives_per_example)
     plan = BatchPlan(pools, config)
     model, tokenizer = build_model(config, spec)
     parameters = describe_parameters(model)
