@@ -75,6 +75,9 @@ def resolve_base(base_name: str, adapter_dir: Path) -> Path:
     beside = adapter_dir / base_name
     if not Path(base_name).is_absolute() and (beside / "config.json").exists():
         return beside
+    if base_name.startswith((".", "/")) and not Path(base_name).is_dir():
+        raise EmbtoolsError(f"{adapter_dir}: its base model {base_name} is missing (a path relative to the adapter "
+                            "folder: move or copy the two together)")
     return resolve_model_path(base_name)
 
 

@@ -6,8 +6,8 @@
 - the tokenizer, with the EOS rule baked into its post-processor (every text ends with EOS, as E5 pools it);
 - sentence-transformers files: modules.json, sentence_bert_config.json, 1_Pooling (last token for decoders),
   2_Normalize, config_sentence_transformers.json with `prompts` built from the instruction template;
-- train_log.jsonl (written during training), training_args.json, loss.png and the README.md model card
-  (train.model_card), whose evaluated tasks also get their E5 prompts in config_sentence_transformers.json.
+- train_log.jsonl (written during training), training_args.json (with the example counts of each source) and
+  loss.png; the README.md model card is written once the folder is in place (train.model_card).
 """
 
 from __future__ import annotations
@@ -131,8 +131,6 @@ def plot_loss(log_path: Path, png_path: Path) -> None:
 def export_model(folder: Path, model: Any, tokenizer: Any, base_name: str, merge: bool, pooling: str,
                  max_length: int, instruction: str | None, arguments: dict[str, Any]) -> None:
     """Write everything but the training log into `folder` (a temporary folder the caller renames into place)."""
-    from embtools.train.model_card import write_model_card
-
     save_weights(model, folder, merge, base_name)
     if pooling == "last":
         bake_eos(tokenizer)
@@ -142,7 +140,6 @@ def export_model(folder: Path, model: Any, tokenizer: Any, base_name: str, merge
     _write_json(folder / "training_args.json", arguments)
     if (folder / "train_log.jsonl").exists():
         plot_loss(folder / "train_log.jsonl", folder / "loss.png")
-    write_model_card(folder)
 
 
 def _write_json(path: Path, value: Any) -> None:

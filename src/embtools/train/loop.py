@@ -52,7 +52,7 @@ from embtools.train.lora import (
     load_base_model,
     trainable_parameters,
 )
-from embtools.train.model_card import data_counts
+from embtools.train.model_card import data_counts, write_model_card
 from embtools.train.optimizer import make_optimizer
 from embtools.train.precision import resolve_mixed_precision
 from embtools.train.step import train_step
@@ -396,6 +396,7 @@ def finish(config: TrainConfig, accelerator, model, tokenizer, spec, pools, stat
             export_model(folder, trained, tokenizer, portable_base_name(config.model, config.output), config.merge,
                          spec.pooling, output_max_length(config), most_common_instruction(pools),
                          {**run_arguments(config), "data": data_counts(config.sources, pools)})
+        write_model_card(config.output)  # in place: it names the folder and checks the base beside it
         summary = summarize(config, state, started)
         if best:
             summary["best"] = asdict(best)

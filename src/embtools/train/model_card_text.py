@@ -27,7 +27,7 @@ def metadata(facts: CardFacts):
 
     results = [EvalResult(task_type=_task_type(facts, r), dataset_type=_task(r), dataset_name=_task(r),
                           dataset_split=r.get("split"), metric_type=r["metric"], metric_value=r["value"])
-               for r in main_metrics(facts.metrics)]
+               for r in main_metrics(facts.metrics) if r["value"] is not None]
     return ModelCardData(library_name="sentence-transformers", base_model=_hub_base(facts),
                          tags=["sentence-transformers", "sentence-similarity", "feature-extraction", "embtools",
                                "e5"] + (["peft", "lora"] if facts.adapter else []),
@@ -64,21 +64,22 @@ def _title(facts: CardFacts) -> str:
 
 
 def _base_section(facts: CardFacts) -> str:
-    notes = {
-        "hub": f"the hub model `{facts.base}`, downloaded on first use.",
-        "built-in": f"embtools' built-in `{facts.base}`, made offline from a PyPI package "
-                    f"({_builtin_origin(facts.base)}); embtools resolves the name. Other libraries cannot: "
-                    "train with `--merge` for a folder that loads anywhere on its own.",
-        "local": f"the local folder `{facts.base}`, relative to this folder: move the two together. embtools "
-                 "resolves it against this folder; transformers and sentence-transformers against the working "
-                 "directory.",
-    }
-    return f"## Base model\n\n{notes[facts.base_kind]}\n"
+    if facts.base_kind == "built-in":
+        note = (f"embtools' built-in `{facts.base}`, made offline from a PyPI package ({_builtin_origin(facts.base)}); "
+                "embtools resolves the name. Other libraries cannot: train with `--merge` for a folder that loads "
+                "anywhere on its own.")
+    elif facts.base_kind == "local":
+        note = (f"the local folder `{facts.base}`, relative to this folder: move the two together. embtools "
+                "resolves it against this folder; transformers and sentence-transformers against the working "
+                "directory.")
+    else:
+        note = f"the hub model `{facts.base}`, downloaded on first use."
+    return f"## Base model\n\n{note}\n"
 
 
 def _builtin_origin(name: str) -> str:
     model = BUILTIN_MODELS[name]
-    return f"{model.hub_id} from `{model.install_hint}`"
+    return f"{model.hub_id}, from `{model.install_hint}`"
 
 
 def _data_section(facts: CardFacts) -> str:
@@ -110,7 +111,7 @@ def _loss_section(facts: CardFacts) -> str:
 def _eval_section(facts: CardFacts) -> str:
     if not facts.metrics:
         return ""
-    rows = "\n".join(f"| {r['task']} | {r.get('split', '-')} | {r['metric']} | {r['value']:.4f} |"
+    rows = "\n".join(f"| {r['task']} | {r.get('split', '-')} | {r['metric']} | {_score(r['value'])} |"
                      for r in main_metrics(facts.metrics))
     return ("## Evaluation\n\nemb-eval's scores (main metric of each task; the metric records have them all):\n\n"
             f"| task | split | metric | score |\n|---|---|---|---|\n{rows}\n")
@@ -141,6 +142,10 @@ def _mteb_usage(facts: CardFacts, where: str) -> list[str]:
             "`TASK-document`, `TASK`), so mteb embeds it as emb-eval did:\n", "```python", "import mteb", "",
             f"tasks = mteb.get_tasks(tasks={json.dumps(tasks)})",
             "results = mteb.evaluate(model, tasks)", "```\n"]
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"  # emb-eval writes null for an undefined score (NaN)
 
 
 def _missing(value: Any) -> str:
