@@ -15,6 +15,7 @@ Dataset repos (`datasets={"org/name": folder}`) answer the same calls under `/ap
 repo_type="dataset"); *.parquet files are LFS files there, as the hub stores them.
 
 Uploads (what `create_repo` and `upload_folder` call, read from hf_api.py, _commit_api.py and _upload_pipeline.py):
+- POST /api/validate-yaml {"content": README.md}: 400 with `errors` unless its front matter is a YAML mapping;
 - POST /api/repos/create {"name", "organization", "visibility"?}: 409 when the repo exists (exist_ok accepts it);
 - POST /api/models/{repo}/preupload/{rev} {"files": [{"path", "sample", "size"}]}: every file "regular" (so the
   content comes inline in the commit, base64; no LFS or Xet transfer);
@@ -96,7 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo = repos.get(repo_id)
         if repo is None:
             return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound",
-                                                                         "X-Error-Message": "Repository not found"})
+                                                                         "X-Error-Message": "Repository not found"},
+                              head)
         if api and rest[:1] in (["revision"], []):
             return self._json({"id": repo_id, "sha": COMMIT, "gated": "auto" if repo_id in owner.gated else False,
                                "siblings": [{"rfilename": name} for name in repo.files]}, head)
@@ -104,7 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json([repo.entry(name) for name in repo.files], head)
         if rest[:1] == ["resolve"] and "/".join(rest[2:]) in repo.files:
             return self._file(repo_id, repo, "/".join(rest[2:]), head)
-        self._send(404, b'{"error":"Entry not found"}', {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT})
+        self._send(404, b'{"error":"Entry not found"}', {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT},
+                   head)  # a HEAD answer has no body: one would corrupt the next response on the connection
 
     def _file(self, repo_id: str, repo: _Repo, path: str, head: bool) -> None:
         token = self.server.owner.gated.get(repo_id)
@@ -113,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, b'{"error":"gated"}', {
                 "X-Error-Code": "GatedRepo",
                 "X-Error-Message": f"Access to model {repo_id} is restricted. You must have access to it and be "
-                                   "authenticated to access it. Please log in."})
+                                   "authenticated to access it. Please log in."}, head)
         entry = repo.entry(path)
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{entry["oid"]}"', "Accept-Ranges": "bytes"}
         if "lfs" in entry:
@@ -130,6 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = unquote(urlparse(self.path).path).strip("/").split("/")
         if parts == ["api", "repos", "create"]:
             return self._create(json.loads(body))
+        if parts == ["api", "validate-yaml"]:
+            return self._validate_yaml(json.loads(body)["content"])
         repo = owner.repos.get("/".join(parts[2:4])) if parts[:2] == ["api", "models"] else None
         if repo is None:
             return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
@@ -148,6 +153,18 @@ class _Handler(BaseHTTPRequestHandler):
         owner.repos[repo_id] = _Repo()
         owner.created[repo_id] = payload.get("visibility") or "public"
         self._json({"url": f"{owner.url}/{repo_id}", "name": repo_id})
+
+    def _validate_yaml(self, content: str) -> None:
+        import yaml
+
+        try:
+            metadata = yaml.safe_load(content.split("---\n", 2)[1]) if content.startswith("---\n") else {}
+        except (yaml.YAMLError, IndexError) as exc:
+            metadata = str(exc)
+        if not isinstance(metadata, dict):
+            error = {"errors": [{"message": f"invalid YAML front matter: {metadata}"}], "warnings": []}
+            return self._send(400, json.dumps(error).encode(), {"Content-Type": "application/json"})
+        self._json({"errors": [], "warnings": []})
 
     def _commit(self, repo_id: str, repo: _Repo, body: bytes) -> None:
         for line in body.splitlines():

@@ -41,6 +41,8 @@ def upload_failure(exc: Exception) -> str | None:
 
     if isinstance(exc, HFValidationError):
         return "not a hub id (ORG/NAME)"
+    if isinstance(exc, ValueError) and str(exc).startswith("Invalid metadata in README.md"):
+        return f"the hub refused the model card's metadata: {' '.join(str(exc).split())}"
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
         if status in (401, 403):

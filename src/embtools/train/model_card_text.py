@@ -65,15 +65,15 @@ def _title(facts: CardFacts) -> str:
 
 def _base_section(facts: CardFacts) -> str:
     if facts.base_kind == "built-in":
-        note = (f"embtools' built-in `{facts.base}`, made offline from a PyPI package ({_builtin_origin(facts.base)}); "
-                "embtools resolves the name. Other libraries cannot: train with `--merge` for a folder that loads "
-                "anywhere on its own.")
+        note = (f"The embtools built-in `{facts.base}`, made offline from a PyPI package "
+                f"({_builtin_origin(facts.base)}); embtools resolves the name. Other libraries cannot: train with "
+                "`--merge` for a folder that loads anywhere on its own.")
     elif facts.base_kind == "local":
-        note = (f"the local folder `{facts.base}`, relative to this folder: move the two together. embtools "
+        note = (f"The local folder `{facts.base}`, relative to this folder: move the two together. embtools "
                 "resolves it against this folder; transformers and sentence-transformers against the working "
                 "directory.")
     else:
-        note = f"the hub model `{facts.base}`, downloaded on first use."
+        note = f"The hub model `{facts.base}`, downloaded on first use."
     return f"## Base model\n\n{note}\n"
 
 
