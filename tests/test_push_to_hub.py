@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO
 from hub_server import HubServer
 from test_hub_models import _HF_VARIABLES, closed_port_url
-from test_model_card import TRAIN_ARGS, card_of
+from test_model_card import TRAIN_ARGS, card_of, trained  # noqa: F401 (fixture)
 from test_train import examples  # noqa: F401 (fixture)
+from test_train_tracking import one_thread  # noqa: F401 (fixture)
 
 BASE = "org/tiny-decoder"
 PUSHED = "org/tuned"
@@ -52,6 +55,7 @@ def pushed(hub, examples, tmp_path_factory) -> tuple[Path, dict]:  # noqa: F811
     return root / "model", json.loads(result.stdout)
 
 
+@pytest.mark.slow  # about 57 s on 2 shared cores: a fresh emb-train process downloads its base and trains
 def test_training_pushes_the_output_folder_to_a_new_private_repo(pushed, hub):
     out, summary = pushed
     assert summary["pushed"] == f"{hub.url}/{PUSHED}" and hub.created == {PUSHED: "private"}
@@ -64,31 +68,30 @@ def test_training_pushes_the_output_folder_to_a_new_private_repo(pushed, hub):
     assert f"The hub model `{BASE}`, downloaded on first use." in body
 
 
+@pytest.mark.slow  # the training above, and 36 s to load three ways in a fresh process
 def test_the_pushed_model_loads_from_the_hub_anywhere(pushed, hub, tmp_path):
+    """From the hub into an empty cache, SentenceTransformer and emb-encode's Encoder embed as the local folder."""
     out, _ = pushed
     script = ("import json, sys; from sentence_transformers import SentenceTransformer; "
-              "from embtools.encode.encoder import Encoder, EncodeSettings; texts = json.loads(sys.argv[2]); "
-              "theirs = SentenceTransformer(sys.argv[1], device='cpu').encode(texts); "
-              "ours = Encoder(sys.argv[1], EncodeSettings(dtype='float32')).encode(texts); "
-              "print(json.dumps([theirs.tolist(), ours.tolist()]))")
+              "from embtools.encode.encoder import Encoder, EncodeSettings; texts = json.loads(sys.argv[3]); "
+              "encode = lambda m: Encoder(m, EncodeSettings(dtype='float32')).encode(texts).tolist(); "
+              "print(json.dumps([SentenceTransformer(sys.argv[1], device='cpu').encode(texts).tolist(), "
+              "encode(sys.argv[1]), encode(sys.argv[2])]))")
     env = {k: v for k, v in os.environ.items() if k not in _HF_VARIABLES}
-    vectors = {}
-    for model in (PUSHED, str(out)):  # from the hub into an empty cache; the local folder
-        result = subprocess.run([sys.executable, "-c", script, model, json.dumps(TEXTS)], capture_output=True,
-                                text=True, timeout=300, env=env | {"HF_HOME": str(tmp_path / "hf"),
-                                                                   "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN,
-                                                                   "PYTHONPATH": str(REPO / "src")})
-        assert result.returncode == 0, result.stderr[-3000:]
-        vectors[model] = json.loads(result.stdout.splitlines()[-1])
-    import numpy as np
-
-    theirs, ours = map(np.array, vectors[PUSHED])
+    result = subprocess.run([sys.executable, "-c", script, PUSHED, str(out), json.dumps(TEXTS)], capture_output=True,
+                            text=True, timeout=300, env=env | {"HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": TOKEN,
+                                                               "HF_ENDPOINT": hub.url, "OMP_NUM_THREADS": "1",
+                                                               "PYTHONPATH": str(REPO / "src")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs, ours, local = map(np.array, json.loads(result.stdout.splitlines()[-1]))
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
-    np.testing.assert_allclose(ours, np.array(vectors[str(out)][1]), atol=1e-6)
+    np.testing.assert_allclose(ours, local, atol=1e-6)
+    assert (tmp_path / "hf" / "hub" / "models--org--tuned").is_dir()  # it did come from the hub
 
 
-def test_card_only_pushes_an_existing_folder(pushed, hub, tmp_path):
-    out, _ = pushed
+def test_card_only_pushes_an_existing_folder(trained, hub, tmp_path):  # noqa: F811
+    out = tmp_path / "runs" / "model"  # as deep as `trained`: its relative base still resolves
+    shutil.copytree(trained, out)
     result = run("emb-train", "--card-only", out, "--push-to-hub", "org/again", home=tmp_path / "hf",
                  endpoint=hub.url)
     assert result.returncode == 0, result.stderr
@@ -96,18 +99,20 @@ def test_card_only_pushes_an_existing_folder(pushed, hub, tmp_path):
                                          "pushed": f"{hub.url}/org/again"}
     assert hub.created["org/again"] == "public"
     assert b'SentenceTransformer("org/again")' in hub.repos["org/again"].files["README.md"]
+    assert "emb-train: warning: the adapter's base ../../../tiny-decoder0 is a local model, not a hub id: others " \
+           "cannot load it from org/again; train with --merge" in result.stderr
 
 
 @pytest.mark.parametrize("token, endpoint, reason", [
     ("hf_wrong", None, "the hub answered 401 (set HF_TOKEN, or run `hf auth login`, with a token that may write"),
     (TOKEN, "closed", "the hub cannot be reached (ConnectError"),
 ])
-def test_push_failures_are_one_line(pushed, hub, tmp_path, token, endpoint, reason):
-    out, _ = pushed
+def test_push_failures_are_one_line(trained, hub, tmp_path, token, endpoint, reason):  # noqa: F811
+    out = trained
     endpoint = closed_port_url() if endpoint == "closed" else hub.url
     result = run("emb-train", "--card-only", out, "--push-to-hub", "org/refused", home=tmp_path / "hf",
                  endpoint=endpoint, token=token)
-    lines = result.stderr.splitlines()
+    lines = [line for line in result.stderr.splitlines() if ": warning: " not in line]  # the local base's
     assert result.returncode == 1 and result.stdout == "" and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"emb-train: error: cannot push {out} to org/refused on {endpoint}: {reason}")
     assert "org/refused" not in hub.repos
