@@ -144,6 +144,24 @@ def test_task_prompts_follow_emb_evals_instruction_rule():
     assert prompts["MyTask"] == prompts["MyTask-query"] == ""  # no instruction known: plain texts, as emb-eval
 
 
+def test_hub_ids_and_built_in_names_are_kept_as_given(tmp_path, tiny_decoder):
+    from embtools.models.loading import portable_base_name, resolve_base
+
+    assert portable_base_name("smollm2-135m", tmp_path / "out") == "smollm2-135m"
+    assert portable_base_name("org/some-model", tmp_path / "out") == "org/some-model"
+    assert portable_base_name(str(tiny_decoder), tiny_decoder.parent / "a" / "out") == "../../" + tiny_decoder.name
+    assert resolve_base("minilm-l6", tmp_path) == resolve_base("minilm-l6", tiny_decoder)  # not a path: a name
+    assert (resolve_base("minilm-l6", tmp_path) / "modules.json").exists()
+
+
+def test_a_bad_card_eval_file_fails_before_training(tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"task": "STSBenchmark", "value": 0.5}])
+    code, records, errors = run_cli(train_main, [tmp_path / "missing.jsonl", "-o", tmp_path / "out",
+                                                 "--card-eval", bad])
+    assert code == 1 and records == [] and errors == [
+        f'emb-train: error: --card-eval {bad}: line 1: field "metric" is missing (expected emb-eval metric records)']
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--private"], 2, "--private needs --push-to-hub"),
     (["--push-to-hub", "no-namespace"], 2, "--push-to-hub: expected a hub id ORG/NAME"),

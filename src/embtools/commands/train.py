@@ -148,6 +148,8 @@ def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_drop
         return _print_memory_estimate(locals())
     if private and not push_to_hub:
         raise click.UsageError("--private needs --push-to-hub")
+    if card_eval:
+        _read_card_eval(card_eval)  # a bad file fails now, not after training
     if card_only:
         if inputs or output:
             raise click.UsageError("--card-only DIR trains nothing: give no FILE and no --output")
@@ -176,6 +178,12 @@ def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_drop
         if card_eval or push_to_hub:
             summary |= _publish(output, locals())
         click.echo(json.dumps(summary))
+
+
+def _read_card_eval(path: Path) -> None:
+    from embtools.train.model_card import read_metrics
+
+    read_metrics(path)
 
 
 def _publish(folder: Path, options: dict) -> dict:
