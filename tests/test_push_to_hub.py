@@ -55,7 +55,7 @@ def pushed(hub, examples, tmp_path_factory) -> tuple[Path, dict]:  # noqa: F811
     return root / "model", json.loads(result.stdout)
 
 
-@pytest.mark.slow  # about 57 s on 2 shared cores: a fresh emb-train process downloads its base and trains
+@pytest.mark.slow  # 31-57 s measured on 2 shared cores: a fresh emb-train process downloads its base, trains
 def test_training_pushes_the_output_folder_to_a_new_private_repo(pushed, hub):
     out, summary = pushed
     assert summary["pushed"] == f"{hub.url}/{PUSHED}" and hub.created == {PUSHED: "private"}
@@ -68,7 +68,7 @@ def test_training_pushes_the_output_folder_to_a_new_private_repo(pushed, hub):
     assert f"The hub model `{BASE}`, downloaded on first use." in body
 
 
-@pytest.mark.slow  # the training above, and 36 s to load three ways in a fresh process
+@pytest.mark.slow  # and 24-36 s to load it three ways in a fresh process
 def test_the_pushed_model_loads_from_the_hub_anywhere(pushed, hub, tmp_path):
     """From the hub into an empty cache, SentenceTransformer and emb-encode's Encoder embed as the local folder."""
     out, _ = pushed
