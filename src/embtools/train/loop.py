@@ -26,7 +26,7 @@ import torch
 from embtools.distributed import gather_everywhere, rank, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.models.loading import inspect_model
+from embtools.models.loading import inspect_model, portable_base_name
 from embtools.records.atomic import atomic_dir, check_output_dir
 from embtools.records.jsonl import RejectSink
 from embtools.train import recipe
@@ -52,6 +52,7 @@ from embtools.train.lora import (
     load_base_model,
     trainable_parameters,
 )
+from embtools.train.model_card import data_counts, write_model_card
 from embtools.train.optimizer import make_optimizer
 from embtools.train.precision import resolve_mixed_precision
 from embtools.train.step import train_step
@@ -393,9 +394,10 @@ def finish(config: TrainConfig, accelerator, model, tokenizer, spec, pools, stat
                 (folder / "train_log.jsonl").write_text(log_file.read_text())
             if evaluator:
                 evaluator.write_record(folder)
-            export_model(folder, trained, tokenizer, spec.path, config.merge, spec.pooling,
-                         output_max_length(config), most_common_instruction(pools),
-                         run_arguments(config))
+            export_model(folder, trained, tokenizer, portable_base_name(config.model, config.output), config.merge,
+                         spec.pooling, output_max_length(config), most_common_instruction(pools),
+                         {**run_arguments(config), "data": data_counts(config.sources, pools)})
+        write_model_card(config.output)  # in place: it names the folder and checks the base beside it
         summary = summarize(config, state, started)
         if best:
             summary["best"] = asdict(best)
