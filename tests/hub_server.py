@@ -14,12 +14,23 @@ Dataset repos (`datasets={"org/name": folder}`) answer the same calls under `/ap
 `/datasets/{repo}/resolve/...` (huggingface_hub's `repo_info`, `list_repo_tree` and `hf_hub_download` with
 repo_type="dataset"); *.parquet files are LFS files there, as the hub stores them.
 
-`HubServer({"org/name": folder}, gated={"org/name": "token"}, datasets={"org/data": folder})`, `.url` for
-HF_ENDPOINT, `.log` of (method, path, Authorization), `.close()`.
+Uploads (what `create_repo` and `upload_folder` call, read from hf_api.py, _commit_api.py and _upload_pipeline.py):
+- POST /api/validate-yaml {"content": README.md}: 400 with `errors` unless its front matter is a YAML mapping;
+- POST /api/repos/create {"name", "organization", "visibility"?}: 409 when the repo exists (exist_ok accepts it);
+- POST /api/models/{repo}/preupload/{rev} {"files": [{"path", "sample", "size"}]}: every file "regular" (so the
+  content comes inline in the commit, base64; no LFS or Xet transfer);
+- POST /api/models/{repo}/commit/{rev}: NDJSON of a `header`, `file` ({path, content, encoding}) and
+  `deletedFile` lines, applied to the repo, which the download calls then serve.
+With `write_token` set, each of them answers 401 unless `Authorization: Bearer <write_token>`. `.created` holds
+each created repo's visibility.
+
+`HubServer({"org/name": folder}, gated={"org/name": "token"}, datasets={"org/data": folder}, write_token=None)`,
+`.url` for HF_ENDPOINT, `.log` of (method, path, Authorization), `.close()`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -39,9 +50,9 @@ def _git_blob_id(data: bytes) -> str:
 class _Repo:
     """A folder as a repo: each file's bytes and the ids the hub gives it."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path | None = None):  # None: a repo just created, empty
         self.files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-                      if p.is_file()}
+                      if p.is_file()} if folder else {}
 
     def entry(self, path: str) -> dict:
         data = self.files[path]
@@ -86,7 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo = repos.get(repo_id)
         if repo is None:
             return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound",
-                                                                         "X-Error-Message": "Repository not found"})
+                                                                         "X-Error-Message": "Repository not found"},
+                              head)
         if api and rest[:1] in (["revision"], []):
             return self._json({"id": repo_id, "sha": COMMIT, "gated": "auto" if repo_id in owner.gated else False,
                                "siblings": [{"rfilename": name} for name in repo.files]}, head)
@@ -94,7 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json([repo.entry(name) for name in repo.files], head)
         if rest[:1] == ["resolve"] and "/".join(rest[2:]) in repo.files:
             return self._file(repo_id, repo, "/".join(rest[2:]), head)
-        self._send(404, b'{"error":"Entry not found"}', {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT})
+        self._send(404, b'{"error":"Entry not found"}', {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT},
+                   head)  # a HEAD answer has no body: one would corrupt the next response on the connection
 
     def _file(self, repo_id: str, repo: _Repo, path: str, head: bool) -> None:
         token = self.server.owner.gated.get(repo_id)
@@ -103,12 +116,66 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, b'{"error":"gated"}', {
                 "X-Error-Code": "GatedRepo",
                 "X-Error-Message": f"Access to model {repo_id} is restricted. You must have access to it and be "
-                                   "authenticated to access it. Please log in."})
+                                   "authenticated to access it. Please log in."}, head)
         entry = repo.entry(path)
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{entry["oid"]}"', "Accept-Ranges": "bytes"}
         if "lfs" in entry:
             headers |= {"X-Linked-Etag": f'"{entry["lfs"]["oid"]}"', "X-Linked-Size": str(entry["size"])}
         self._send(200, repo.files[path], headers, head)
+
+    def do_POST(self) -> None:
+        owner = self.server.owner
+        owner.record("POST", self.path, self.headers.get("Authorization"))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if owner.write_token and self.headers.get("Authorization") != f"Bearer {owner.write_token}":
+            return self._send(401, b'{"error":"Invalid username or password."}',
+                              {"X-Error-Message": "Invalid username or password."})
+        parts = unquote(urlparse(self.path).path).strip("/").split("/")
+        if parts == ["api", "repos", "create"]:
+            return self._create(json.loads(body))
+        if parts == ["api", "validate-yaml"]:
+            return self._validate_yaml(json.loads(body)["content"])
+        repo = owner.repos.get("/".join(parts[2:4])) if parts[:2] == ["api", "models"] else None
+        if repo is None:
+            return self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
+        if parts[4:5] == ["preupload"]:
+            return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                         for f in json.loads(body)["files"]]})
+        if parts[4:5] == ["commit"]:
+            return self._commit("/".join(parts[2:4]), repo, body)
+        self._send(404, b'{"error":"not found"}')
+
+    def _create(self, payload: dict) -> None:
+        owner = self.server.owner
+        repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
+        if repo_id in owner.repos:
+            return self._send(409, b'{"error":"You already created this model repo"}')
+        owner.repos[repo_id] = _Repo()
+        owner.created[repo_id] = payload.get("visibility") or "public"
+        self._json({"url": f"{owner.url}/{repo_id}", "name": repo_id})
+
+    def _validate_yaml(self, content: str) -> None:
+        import yaml
+
+        try:
+            metadata = yaml.safe_load(content.split("---\n", 2)[1]) if content.startswith("---\n") else {}
+        except (yaml.YAMLError, IndexError) as exc:
+            metadata = str(exc)
+        if not isinstance(metadata, dict):
+            error = {"errors": [{"message": f"invalid YAML front matter: {metadata}"}], "warnings": []}
+            return self._send(400, json.dumps(error).encode(), {"Content-Type": "application/json"})
+        self._json({"errors": [], "warnings": []})
+
+    def _commit(self, repo_id: str, repo: _Repo, body: bytes) -> None:
+        for line in body.splitlines():
+            item = json.loads(line)
+            if item["key"] == "file":
+                repo.files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+            elif item["key"] == "deletedFile":
+                repo.files.pop(item["value"]["path"], None)
+        repo.files = dict(sorted(repo.files.items()))
+        self._json({"commitUrl": f"{self.server.owner.url}/{repo_id}/commit/{COMMIT}", "commitOid": COMMIT,
+                    "success": True})
 
     # Dataset repos answer the same calls as models, under /api/datasets/{repo}/... and /datasets/{repo}/resolve/...
     def _repos_of(self, parts: list[str]) -> tuple[dict[str, _Repo], list[str]]:
@@ -125,10 +192,12 @@ class HubServer(LoopbackServer):
     """Start with `HubServer(repos)`, point HF_ENDPOINT at `.url`, stop with `.close()` (or as a context manager)."""
 
     def __init__(self, repos: dict[str, Path], gated: dict[str, str] | None = None,
-                 datasets: dict[str, Path] | None = None):
+                 datasets: dict[str, Path] | None = None, write_token: str | None = None):
         self.repos = {repo_id: _Repo(Path(folder)) for repo_id, folder in repos.items()}
         self.datasets = {repo_id: _Repo(Path(folder)) for repo_id, folder in (datasets or {}).items()}
         self.gated = gated or {}
+        self.write_token = write_token
+        self.created: dict[str, str] = {}  # repo id -> visibility, of the repos created through the API
         self.log: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()
         self.url = self.start(_Handler)

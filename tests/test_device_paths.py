@@ -27,7 +27,7 @@ def _examples(sts_dev, count: int) -> list[TrainingExample]:
     """Real STS sentence pairs as training examples; every other one has a hard negative."""
     pairs = sts_dev[:count + 1]
     return [TrainingExample(query=p["sentence1"], positive=p["sentence2"],
-                            negative=pairs[i + 1]["sentence2"] if i % 2 == 0 else None, task="sts")
+                            negatives=(pairs[i + 1]["sentence2"],) if i % 2 == 0 else (), task="sts")
             for i, p in enumerate(pairs[:count])]
 
 
@@ -173,7 +173,7 @@ def _rank_worker(rank: int, port: int, sentences: list[str], out: str) -> None:
     _record_collectives(seen)
     result: dict = {"seen": seen}
     try:
-        batch = [TrainingExample(query=s, positive=s.upper(), negative=None if i % 2 else s[::-1], task="sts")
+        batch = [TrainingExample(query=s, positive=s.upper(), negatives=() if i % 2 else (s[::-1],), task="sts")
                  for i, s in enumerate(sentences[rank * 4:rank * 4 + 4])]
         embeddings = [torch.randn(4, 8, device=META, requires_grad=True) for _ in range(3)]
         InfoNCELoss(0.02)(*embeddings, batch_keys(batch)).backward()

@@ -10,16 +10,19 @@ import pytest
 from conftest import DATA, read_jsonl, run_cli, write_jsonl
 from embtools.commands.filter import main as emb_filter
 from embtools.filter.labeled_data import beir_examples
-from embtools.filter.negative_mining import MiningSettings, NegativeMiner, pick_negative
+from embtools.filter.negative_mining import MiningSettings, NegativeMiner, pick_negatives
 from embtools.records.datasets import load_qrels
 from embtools.records.jsonl import RejectSink
 
 
 @pytest.fixture(scope="module")
 def scifact_slice(tmp_path_factory):
+    return write_scifact_slice(tmp_path_factory.mktemp("slice") / "scifact")
+
+
+def write_scifact_slice(folder):
     """A BEIR folder: 20 SciFact train queries, their positive documents and 300 other documents, each cut to its
-    first 40 words (so encoding stays a few seconds on a busy 2-core CPU)."""
-    folder = tmp_path_factory.mktemp("slice") / "scifact"
+    first 40 words (so encoding stays a few seconds on a busy 2-core CPU); returns (folder, qrels)."""
     folder.mkdir()
     qrels = load_qrels(DATA / "scifact" / "qrels" / "train.tsv")
     query_ids = list(qrels)[:20]
@@ -73,13 +76,13 @@ def test_the_window_report_says_what_was_used_and_found(mined, capsys):
     assert "known positives" in capsys.readouterr().out
 
 
-def test_pick_negative_skips_known_positives_and_candidates_above_the_margin():
+def test_pick_negatives_skips_known_positives_and_candidates_above_the_margin():
     rows, scores = np.array([7, 3, 9, 4, 5, -1]), np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.0])
     settings = MiningSettings(first_rank=2, last_rank=6, margin=0.9)
     skipped = Counter()
-    assert pick_negative(rows, scores, 0.75, {3}, settings, skipped) == (4, 4, 0.6)
+    assert pick_negatives(rows, scores, 0.75, {3}, settings, skipped) == [(4, 4, 0.6)]
     assert skipped == Counter({"known positive": 1, "above the margin": 1})
-    assert pick_negative(rows, scores, 0.5, set(), settings, Counter()) is None
+    assert pick_negatives(rows, scores, 0.5, set(), settings, Counter()) == []
 
 
 def test_consistency_check_rejects_a_negative_that_outscores_the_positive(scifact_slice, minilm):

@@ -44,8 +44,8 @@ def mining_says_same(first: str, second: str) -> bool:
 
 
 def loss_says_same(first: str, second: str) -> bool:
-    keys = batch_keys([TrainingExample(first, "positive one", None, "t"),
-                       TrainingExample(second, "positive two", None, "t")])
+    keys = batch_keys([TrainingExample(first, "positive one", (), "t"),
+                       TrainingExample(second, "positive two", (), "t")])
     return bool(keys.queries[0] == keys.queries[1])
 
 

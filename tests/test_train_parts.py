@@ -15,7 +15,7 @@ from embtools.train.text_batches import TokenBatch
 
 
 def example(i: int, task: str = "0:") -> TrainingExample:
-    return TrainingExample(f"q{i}", f"p{i}", None, task)
+    return TrainingExample(f"q{i}", f"p{i}", (), task)
 
 
 def test_queries_get_the_instruction_template_and_documents_none():
@@ -23,7 +23,7 @@ def test_queries_get_the_instruction_template_and_documents_none():
               "negative": None}
     made = to_example(validate_example(record), 0)
     assert made.query == "Instruct: Given a claim, retrieve evidence\nQuery: mice live long"
-    assert (made.positive, made.negative) == ("P", None)
+    assert (made.positive, made.negatives) == ("P", ())
 
 
 @pytest.mark.parametrize("record, message", [

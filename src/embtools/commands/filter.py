@@ -98,6 +98,18 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
               help="Rank window FIRST-LAST negatives are picked from.")
 @click.option("--negative-margin", type=click.FloatRange(0, 1), default=defaults.NEGATIVE_MARGIN, show_default=True,
               help="A mined negative scores below MARGIN x the positive's score (NV-Retriever TopK-PercPos).")
+@click.option("--num-negatives", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
+              help="Negatives mined per example: 1 writes `negative` as a string (the paper's recipe), K > 1 a list "
+                   "of up to K, best first.")
+@click.option("--negative-sampling", type=click.Choice(["top", "random"]), default="top", show_default=True,
+              help="Which allowed candidates of the window --num-negatives takes: the best, or a random draw "
+                   "(seeded by --seed and the example).")
+@click.option("--max-negative-score", type=click.FloatRange(-1, 1), default=None, metavar="S",
+              help="Also keep a mined negative's cosine below S, an absolute bound beside --negative-margin. "
+                   "Default: no bound.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --negative-sampling random.")
+@click.option("--no-cache", is_flag=True, help="Mine without the embedding cache (EMBTOOLS_HOME/cache/"
+              "embeddings.sqlite, shared with emb-eval); by default a text is encoded once per model and settings.")
 @click.option("--negatives-from", multiple=True, type=_PATH, metavar="PATH", help="More candidates: a BEIR folder's "
               "corpus or a JSONL text file; repeatable. Default: the examples' texts plus --from-beir corpora.")
 @click.option("--consistency-check", is_flag=True,
@@ -110,8 +122,8 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_check, decontaminate,
          decontaminate_split, ngram, min_contamination_words, dedup_fields, near_dup_threshold, num_perm,
          length_tolerance, short_max_words, language_confidence, from_beir, split, instruction, from_sts, min_score,
-         mine_negatives, model, negative_ranks, negative_margin, negatives_from, consistency_check, max_length,
-         dtype):
+         mine_negatives, model, negative_ranks, negative_margin, num_negatives, negative_sampling, max_negative_score,
+         seed, no_cache, negatives_from, consistency_check, max_length, dtype):
     """Filter example records read from FILEs (or stdin) and from --from-beir / --from-sts labeled data.
 
     Writes the examples that pass every enabled check, in input order; each reject goes to --rejects with its
@@ -150,10 +162,14 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
                                    min_score), "filter", input_total(run.source or (), from_beir, from_sts), "record")
     kept = filter_examples(records, checks, run.rejects, stats, settings.batch_size)
     if mine_negatives:
+        from embtools.encode.embedding_cache import EmbeddingCache
+
         miner = NegativeMiner(MiningSettings(model=model, first_rank=negative_ranks[0], last_rank=negative_ranks[1],
-                                             margin=negative_margin, consistency=consistency_check,
-                                             max_length=max_length, dtype=dtype,
-                                             candidate_sources=tuple(negatives_from) + tuple(from_beir)))
+                                             margin=negative_margin, max_score=max_negative_score,
+                                             num_negatives=num_negatives, sampling=negative_sampling, seed=seed,
+                                             consistency=consistency_check, max_length=max_length, dtype=dtype,
+                                             candidate_sources=tuple(negatives_from) + tuple(from_beir)),
+                              cache=None if no_cache else EmbeddingCache())
         kept = miner.mine(kept, run.rejects)
     run.write(stats.counted(kept))
     stats.notes = unchecked_notes(checks)

@@ -14,6 +14,7 @@ from embtools.commands.model_options import offline_option, rope_options
 from embtools.distributed import is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
+from embtools.models.hub_upload import parse_repo_id
 from embtools.records.datasets import EVALUATION_SPLIT
 from embtools.train import recipe
 from embtools.train.data import parse_source
@@ -75,6 +76,9 @@ def _deepspeed_name(value: str) -> str:
               help="Each batch from one task (input file and task_type). Default: mixed batches.")
 @click.option("--no-mask-false-negatives", is_flag=True,
               help="Keep identical positives/queries as each other's negatives. Default: mask them.")
+@click.option("--negatives-per-example", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
+              help="Hard negatives taken per example, the first N of a `negative` list (FlagEmbedding's train group "
+                   "size - 1); examples with fewer use what they have; 0: in-batch negatives only.")
 @click.option("--save-every", type=click.IntRange(min=1), default=None,
               help="Checkpoint every N steps into --checkpoint-dir. Default: no checkpoints.")
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -119,22 +123,41 @@ def _deepspeed_name(value: str) -> str:
               help="Write the weights of the evaluated step scoring highest on TASK's METRIC (emb-eval's names, e.g. "
                    "SciFact:ndcg_at_10; without METRIC the task's main score) instead of the last step's; needs "
                    "--eval. Default: the last step.")
+@click.option("--card-eval", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="emb-eval metric records (JSONL) to put in the README.md model card, with each task's E5 prompt "
+                   "in config_sentence_transformers.json. Default: a card without scores.")
+@click.option("--push-to-hub", "push_to_hub", default=None, metavar="ORG/NAME", type=ParsedBy(parse_repo_id, "repo"),
+              help="Upload the output folder to this hub repo (created if missing; HF_TOKEN, HF_ENDPOINT). "
+                   "Default: no upload.")
+@click.option("--private", is_flag=True, help="Create the --push-to-hub repo private. Default: public.")
+@click.option("--card-only", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Write or refresh the model card of an existing emb-train output DIR (and push it "
+                                  "with --push-to-hub) without training.")
 @common_options
 def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_dropout, no_lora, temperature, batch_size,
          mini_batch_size, gradient_accumulation_steps, epochs, max_steps, lr, warmup_steps, weight_decay, seed,
          max_length, query_max_length, mixed_precision, gradient_checkpointing, same_task_batches,
-         no_mask_false_negatives, save_every, checkpoint_dir, resume, num_processes, deepspeed_name, merge,
-         overwrite, trust_remote_code, estimate_memory, no_memory_check,
+         no_mask_false_negatives, negatives_per_example, save_every, checkpoint_dir, resume, num_processes,
+         deepspeed_name, merge, overwrite, trust_remote_code, estimate_memory, no_memory_check,
          report_to, eval_data, eval_every, eval_split, eval_max_corpus, eval_max_queries, eval_max_pairs, keep_best,
-         rope_theta, rope_scaling):
+         rope_theta, rope_scaling, card_eval, push_to_hub, private, card_only):
     """Fine-tune MODEL into an embedding model on example records (`instruction`, `query`, `positive`,
-    `negative` or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch, `FILE:2` repeats it.
+    `negative`: a string, a list or null) from FILEs or stdin; `FILE:0.5` samples half of a file per epoch,
+    `FILE:2` repeats it.
 
     Writes OUTPUT (a PEFT adapter or merged weights, loadable by emb-encode and sentence-transformers) and one
     JSON summary line on stdout.
     """
     if estimate_memory:
         return _print_memory_estimate(locals())
+    if private and not push_to_hub:
+        raise click.UsageError("--private needs --push-to-hub")
+    if card_eval:
+        _read_card_eval(card_eval)  # a bad file fails now, not after training
+    if card_only:
+        if inputs or output:
+            raise click.UsageError("--card-only DIR trains nothing: give no FILE and no --output")
+        return click.echo(json.dumps({"output": str(card_only), **_publish(card_only, locals())}))
     if output is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
     sources = list(inputs) or [parse_source("-")]
@@ -156,7 +179,21 @@ def main(run: RecordRun, inputs, output, model, lora_rank, lora_alpha, lora_drop
         kept = f" (step {best['step']}: {best['task']} {best['metric']} {best['value']:.4f})" if best else ""
         run.summarize(f"{summary['steps']} steps, loss {summary['first_loss']} -> {summary['final_loss']}, "
                       f"{summary['seconds']} s; wrote {output}{kept}")
+        if card_eval or push_to_hub:
+            summary |= _publish(output, locals())
         click.echo(json.dumps(summary))
+
+
+def _read_card_eval(path: Path) -> None:
+    from embtools.train.model_card import read_metrics
+
+    read_metrics(path)
+
+
+def _publish(folder: Path, options: dict) -> dict:
+    from embtools.train.model_card import publish
+
+    return publish(folder, options["card_eval"], options["push_to_hub"], options["private"])
 
 
 def _run_shape(options: dict):
@@ -246,6 +283,7 @@ def _config(options: dict, sources, monitoring: dict):
         document_max_length=options["max_length"], mixed_precision=precision,
         gradient_checkpointing=options["gradient_checkpointing"], same_task_batches=options["same_task_batches"],
         mask_false_negatives=not options["no_mask_false_negatives"],
+        negatives_per_example=options["negatives_per_example"],
         gradient_accumulation_steps=options["gradient_accumulation_steps"], save_every=options["save_every"],
         checkpoint_dir=options["checkpoint_dir"], resume=options["resume"], deepspeed=ds, merge=options["merge"],
         overwrite=options["overwrite"], trust_remote_code=options["trust_remote_code"],

@@ -33,7 +33,7 @@ from embtools.records.datasets import (
     qrels_file,
     sts_pairs,
 )
-from embtools.records.examples import text
+from embtools.records.examples import field_texts
 from embtools.records.jsonl import Record
 from embtools.records.text_keys import key_digest, token_hashes
 
@@ -152,9 +152,9 @@ class ContaminationIndex:
         return None
 
     def __call__(self, record: Record) -> str | None:
-        fields = [f for f in self.settings.fields if text(record, f)]
-        values = [text(record, f) for f in fields]
-        for field, value in zip(fields, values):
+        pairs = field_texts(record, self.settings.fields)
+        fields, values = [name for name, _ in pairs], [value for _, value in pairs]
+        for field, value in pairs:
             source = self.exact.get(key_digest(value))
             if source is not None:
                 return f"{EXACT}: {field} equals a text of {self.sources[source]}"

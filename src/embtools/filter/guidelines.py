@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from embtools.filter import defaults
-from embtools.records.examples import placeholder, text
+from embtools.records.examples import negatives, placeholder, text
 from embtools.records.jsonl import Record
 from embtools.records.text_keys import match_key, words
 from embtools.records.word_count import word_count
@@ -95,9 +95,10 @@ class GuidelineCheck:
         bounds = self._bounds(record, "num_words")
         if bounds is None:
             return None
-        for field in ("positive", "negative"):
-            count = word_count(text(record, field))
-            if record.get(field) is not None and count < bounds[0]:
+        documents = [("positive", text(record, "positive"))] if record.get("positive") is not None else []
+        for field, value in documents + [("negative", negative) for negative in negatives(record)]:
+            count = word_count(value)
+            if count < bounds[0]:
                 return f"{NUM_WORDS}: {field} has {count} words, asked {placeholder(record, 'num_words')}"
         return None
 
@@ -160,9 +161,9 @@ class GuidelineCheck:
 
 
 def _negative_is_positive(record: Record) -> bool:
-    """The record has a negative, and it is the same text as its positive."""
-    return record.get("negative") is not None and match_key(text(record, "positive")) == match_key(
-        text(record, "negative"))
+    """The record has a negative (any one of a list) that is the same text as its positive."""
+    positive = match_key(text(record, "positive"))
+    return any(match_key(negative) == positive for negative in negatives(record))
 
 
 @lru_cache(maxsize=4096)

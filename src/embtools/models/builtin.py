@@ -27,6 +27,7 @@ class BuiltinModel:
     package: str
     hub_id: str
     install_hint: str
+    languages: tuple[str, ...] = ("en",)  # ISO codes it was trained for (models/language_support.py)
 
 
 DEFAULT_MODEL = "smollm2-135m"  # the base model emb-train tunes, emb-encode / emb-eval embed with, and the local LLM

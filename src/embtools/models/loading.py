@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -60,6 +61,26 @@ def resolve_model_path(name: str) -> Path:
     return download_model(name, accepted=f"a folder, a built-in name ({', '.join(BUILTIN_MODELS)})")
 
 
+def portable_base_name(name: str, output: Path) -> str:
+    """How an adapter written to `output` names its base model `name` so that it loads on another machine: a hub id
+    or a built-in name as given, a local folder as a path relative to `output` (see resolve_base)."""
+    if Path(name).expanduser().is_dir():
+        return os.path.relpath(Path(name).expanduser().resolve(), Path(output).resolve())
+    return name
+
+
+def resolve_base(base_name: str, adapter_dir: Path) -> Path:
+    """The folder of an adapter's base: a relative path against the adapter folder (emb-train writes it so; an
+    output moved together with its base still loads), else as resolve_model_path finds a model name."""
+    beside = adapter_dir / base_name
+    if not Path(base_name).is_absolute() and (beside / "config.json").exists():
+        return beside
+    if base_name.startswith((".", "/")) and not Path(base_name).is_dir():
+        raise EmbtoolsError(f"{adapter_dir}: its base model {base_name} is missing (a path relative to the adapter "
+                            "folder: move or copy the two together)")
+    return resolve_model_path(base_name)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -103,7 +124,7 @@ def inspect_model(name: str) -> ModelSpec:
         base_name = _read_json(path / "adapter_config.json").get("base_model_name_or_path")
         if not base_name:
             raise EmbtoolsError(f"{path}/adapter_config.json names no base model")
-        spec.base_path = config_dir = resolve_model_path(base_name)
+        spec.base_path = config_dir = resolve_base(base_name, path)
     if not (config_dir / "config.json").exists():
         raise EmbtoolsError(f"{config_dir} is not a Hugging Face model folder (no config.json)")
     spec.is_decoder = _is_decoder(_read_json(config_dir / "config.json"))

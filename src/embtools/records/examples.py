@@ -1,7 +1,8 @@
 """The example record (docs/records.md), checked field by field, and tolerant access to what its `meta` carries.
 
 An example has `id` (string or integer), `task_type` (one of the paper's six groups), non-empty string `instruction`,
-`query`, `positive`, `negative` (a non-empty string or null), `language` (a string) and `meta` (an object).
+`query`, `positive`, `negative` (a non-empty string, a non-empty list of them, best first, or null), `language` (a
+string) and `meta` (an object).
 `example_problem` is the one check of that shape: emb-generate runs it on what it writes, emb-filter's schema check
 on what it reads, and emb-train (`for_training`) on the fields training reads.
 Placeholders are read from `meta.placeholders` first and from `meta` itself second, so records from emb-generate
@@ -28,7 +29,7 @@ def example_problem(record: Record, *, for_training: bool = False) -> str | None
     problem = None if for_training else _identity_problem(record)
     for name in TEXT_FIELDS:
         problem = problem or _text_problem(record, name, may_be_empty=for_training and name == "instruction")
-    problem = problem or _text_problem(record, "negative", nullable=True)
+    problem = problem or _negative_problem(record.get("negative"))
     if problem or for_training:
         return problem
     if not isinstance(record.get("language"), str):
@@ -64,9 +65,40 @@ def _text_problem(record: Record, name: str, *, nullable: bool = False, may_be_e
     return None
 
 
+def _negative_problem(value: Any) -> str | None:
+    """A negative is null, a non-empty string, or a non-empty list of non-empty strings."""
+    if not isinstance(value, list):
+        return _text_problem({"negative": value}, "negative", nullable=True)
+    if not value:
+        return 'field "negative" is an empty list (use null for none)'
+    for index, item in enumerate(value):
+        problem = _text_problem({f"negative[{index}]": item}, f"negative[{index}]")
+        if problem:
+            return problem
+    return None
+
+
+def negatives(record: Record) -> list[str]:
+    """The record's negatives, best first: [] for null, [text] for a string, the strings of a list."""
+    value = record.get("negative")
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def field_texts(record: Record, fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(field, text) of every non-empty text of `fields`, each negative of a list on its own."""
+    pairs = [(name, value) for name in fields
+             for value in (negatives(record) if name == "negative" else [text(record, name)])]
+    return [(name, value) for name, value in pairs if value]
+
+
 def text(record: Record, field: str) -> str:
-    """A text field, or "" when it is missing or not a string (checks run even with the schema check off)."""
+    """A text field, or "" when it is missing or not a string (checks run even with the schema check off).
+    A list of negatives reads as its texts joined by blank lines, so every check sees every negative."""
     value = record.get(field)
+    if isinstance(value, list):
+        return "\n\n".join(item for item in value if isinstance(item, str))
     return value if isinstance(value, str) else ""
 
 

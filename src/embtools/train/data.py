@@ -1,9 +1,11 @@
-"""Example records -> training triples, and the seeded order in which batches of them are seen.
+"""Example records -> training examples, and the seeded order in which batches of them are seen.
 
-A triple is (query with `Instruct: {instruction}\\nQuery: {query}`, positive, negative or None); documents get no
-instruction (E5: the document index can be built once for every task). Several files can be mixed with weights
-(`FILE:0.5` takes a seeded half of that file each epoch, `FILE:2` every example twice). The order of an epoch is a
-pure function of (seed, epoch), so a resumed run sees exactly the batches an uninterrupted one would.
+An example is (query with `Instruct: {instruction}\\nQuery: {query}`, positive, up to N negatives): a record's
+`negative` may be null, a string or a list, best first, and training takes its first N (`--negatives-per-example`,
+as FlagEmbedding's train group size takes group size - 1). Documents get no instruction (E5: the document index can
+be built once for every task). Several files can be mixed with weights (`FILE:0.5` takes a seeded half of that file
+each epoch, `FILE:2` every example twice). The order of an epoch is a pure function of (seed, epoch), so a resumed
+run sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from embtools.errors import InputError
 from embtools.instructions import with_instruction
-from embtools.records.examples import example_problem
+from embtools.records.examples import example_problem, negatives
 from embtools.records.jsonl import Record, RejectSink, read_records
 
 
@@ -23,7 +25,7 @@ from embtools.records.jsonl import Record, RejectSink, read_records
 class TrainingExample:
     query: str  # the instruction already applied
     positive: str
-    negative: str | None
+    negatives: tuple[str, ...]  # best first, at most --negatives-per-example; () when the example has none
     task: str  # what --same-task-batches groups by: the source file and the record's task_type
     instruction: str = ""
 
@@ -59,17 +61,20 @@ def validate_example(record: Record) -> Record:
     return record
 
 
-def to_example(record: Record, source_index: int) -> TrainingExample:
+def to_example(record: Record, source_index: int, negatives_per_example: int = 1) -> TrainingExample:
     query = with_instruction(record["query"], record["instruction"].strip() or None)
-    return TrainingExample(query, record["positive"], record.get("negative"),
+    return TrainingExample(query, record["positive"], tuple(negatives(record)[:negatives_per_example]),
                            f"{source_index}:{record.get('task_type') or ''}", record["instruction"].strip())
 
 
-def load_examples(sources: list[DataSource], sink: RejectSink | None = None) -> list[list[TrainingExample]]:
-    """The examples of each source, in file order (bad records fail, or are skipped into `sink`)."""
+def load_examples(sources: list[DataSource], sink: RejectSink | None = None,
+                  negatives_per_example: int = 1) -> list[list[TrainingExample]]:
+    """The examples of each source, in file order (bad records fail, or are skipped into `sink`), each with at most
+    `negatives_per_example` negatives (0: none, in-batch negatives only)."""
     pools = []
     for index, source in enumerate(sources):
-        pools.append([to_example(r, index) for r in read_records(source.path, validate_example, rejects=sink)])
+        records = read_records(source.path, validate_example, rejects=sink)
+        pools.append([to_example(r, index, negatives_per_example) for r in records])
     return pools
 
 

@@ -1,11 +1,13 @@
 """The output folder of emb-train: one that emb-encode, emb-eval and sentence-transformers all load the same way.
 
-- the PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`, its base named by absolute path so that
-  transformers/sentence-transformers find it), or full weights with `--merge` / `--no-lora`;
+- the PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`), its base named portably
+  (models.loading.portable_base_name: a hub id or built-in name as given, a local folder relative to the output), or
+  full weights with `--merge` / `--no-lora`;
 - the tokenizer, with the EOS rule baked into its post-processor (every text ends with EOS, as E5 pools it);
 - sentence-transformers files: modules.json, sentence_bert_config.json, 1_Pooling (last token for decoders),
   2_Normalize, config_sentence_transformers.json with `prompts` built from the instruction template;
-- train_log.jsonl (written during training), training_args.json and loss.png.
+- train_log.jsonl (written during training), training_args.json (with the example counts of each source) and
+  loss.png; the README.md model card is written once the folder is in place (train.model_card).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from embtools.instructions import QUERY_TEMPLATE
+from embtools.instructions import QUERY_TEMPLATE, task_instruction
+from embtools.records.atomic import atomic_file
 
 _POOLING_FLAGS = {"last": "pooling_mode_lasttoken", "mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token"}
 
@@ -30,13 +33,36 @@ def prompts(instruction: str | None) -> dict[str, str]:
     return {"query": query_prompt(instruction), "document": ""} if instruction else {}
 
 
-def save_weights(model: Any, folder: Path, merge: bool, base_path: Path) -> None:
-    """Adapter only, or merged full weights (a PEFT model merged; a fully trained model as it is)."""
+def task_prompts(tasks: dict[str, str | None]) -> dict[str, str]:
+    """sentence-transformers prompts under the names mteb looks up first (`{task}-query`, `{task}-document`,
+    `{task}`), so that mteb run on SentenceTransformer(DIR) embeds each task (name -> mteb type) as emb-eval does:
+    E5's instruction of the task (instructions.task_instruction) on every text but retrieval documents; plain texts
+    where no instruction is known (not the training `query` prompt mteb would fall back to)."""
+    entries = {}
+    for task, task_type in tasks.items():
+        instruction = task_instruction(task, task_type)
+        prompt = query_prompt(instruction) if instruction else ""
+        entries |= {f"{task}-query": prompt, f"{task}-document": "" if task_type == "Retrieval" else prompt,
+                    task: prompt}
+    return entries
+
+
+def add_task_prompts(folder: Path, tasks: dict[str, str | None]) -> None:
+    """Add task_prompts(tasks) to the prompts of `folder`/config_sentence_transformers.json."""
+    path = folder / "config_sentence_transformers.json"
+    config = json.loads(path.read_text())
+    config["prompts"] = {**(config.get("prompts") or {}), **task_prompts(tasks)}
+    _write_json(path, config)
+
+
+def save_weights(model: Any, folder: Path, merge: bool, base_name: str) -> None:
+    """Adapter only (its base named `base_name`), or merged full weights (a PEFT model merged; a fully trained model
+    as it is)."""
     if hasattr(model, "peft_config") and not merge:
         model.save_pretrained(folder)
         config_path = folder / "adapter_config.json"
         config = json.loads(config_path.read_text())
-        config["base_model_name_or_path"] = str(Path(base_path).resolve())
+        config["base_model_name_or_path"] = base_name
         config_path.write_text(json.dumps(config, indent=2))
         return
     if hasattr(model, "peft_config"):
@@ -102,10 +128,10 @@ def plot_loss(log_path: Path, png_path: Path) -> None:
     plt.close(figure)
 
 
-def export_model(folder: Path, model: Any, tokenizer: Any, base_path: Path, merge: bool, pooling: str,
+def export_model(folder: Path, model: Any, tokenizer: Any, base_name: str, merge: bool, pooling: str,
                  max_length: int, instruction: str | None, arguments: dict[str, Any]) -> None:
     """Write everything but the training log into `folder` (a temporary folder the caller renames into place)."""
-    save_weights(model, folder, merge, base_path)
+    save_weights(model, folder, merge, base_name)
     if pooling == "last":
         bake_eos(tokenizer)
     tokenizer.save_pretrained(folder)
@@ -117,4 +143,5 @@ def export_model(folder: Path, model: Any, tokenizer: Any, base_path: Path, merg
 
 
 def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    with atomic_file(path) as stream:  # add_task_prompts rewrites a file of a finished folder
+        stream.write((json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode())

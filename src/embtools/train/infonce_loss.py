@@ -1,8 +1,10 @@
 """InfoNCE over in-batch negatives plus hard negatives, the E5 loss, with false-negative masking.
 
 For query i the candidates are every positive and every hard negative of the (global) batch; the target is its own
-positive. Scores are cosine similarities divided by the temperature (0.02 in the paper; sentence-transformers'
-MultipleNegativesRankingLoss with scale 50 is the same thing). A candidate is masked out of query i's negatives when
+positive. Examples may have different numbers of hard negatives: they sit in W slots per example (W the most any
+example has), and a slot an example does not fill is masked out of every query's candidates. Scores are cosine
+similarities divided by the temperature (0.02 in the paper; sentence-transformers' MultipleNegativesRankingLoss with
+scale 50 is the same thing). A candidate is masked out of query i's negatives when
 its normalized text equals i's positive (a duplicate positive, or a hard negative that is really a positive), or when
 it is the positive of another query with the same normalized text as i: both would be false negatives.
 
@@ -25,12 +27,12 @@ from embtools.train import recipe
 
 @dataclass
 class BatchKeys:
-    """Normalized-text ids of a batch's queries, positives and negatives, and which examples have a negative."""
+    """Normalized-text ids of a batch's queries, positives and negative slots, and which slots hold a negative."""
 
     queries: torch.Tensor  # int64 [B]
     positives: torch.Tensor  # int64 [B]
-    negatives: torch.Tensor  # int64 [B] (anything where there is no negative)
-    has_negative: torch.Tensor  # bool [B]
+    negatives: torch.Tensor  # int64 [B x W], example-major (anything in an absent slot)
+    has_negative: torch.Tensor  # bool [B x W]
 
     def to(self, device: torch.device) -> "BatchKeys":
         return BatchKeys(*(t.to(device) for t in (self.queries, self.positives, self.negatives, self.has_negative)))
@@ -60,7 +62,8 @@ def gather_plain(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class InfoNCELoss:
-    """`loss(queries, positives, negatives, keys)`: mean InfoNCE over this rank's queries (embeddings [B, d])."""
+    """`loss(queries, positives, negatives, keys)`: mean InfoNCE over this rank's queries (queries and positives
+    [B, d], negatives [B x W, d] laid out as `keys.negatives`)."""
 
     def __init__(self, temperature: float = recipe.TEMPERATURE, mask_false_negatives: bool = True):
         self.temperature = temperature
@@ -77,8 +80,8 @@ class InfoNCELoss:
         return F.cross_entropy(scores, targets)
 
     def blocked_candidates(self, keys: BatchKeys, targets: torch.Tensor) -> torch.Tensor:
-        """[B_local, 2 x B_global] True where a candidate must not count as a negative (the target is never blocked).
-        On the device of `keys`, which must be that of `targets`."""
+        """[B_local, B_global x (1 + W)] True where a candidate must not count as a negative (the target is never
+        blocked). On the device of `keys`, which must be that of `targets`."""
         positive_keys, negative_keys = gather_plain(keys.positives), gather_plain(keys.negatives)
         has_negative = gather_plain(keys.has_negative)
         total = positive_keys.shape[0]

@@ -26,7 +26,7 @@ import torch
 from embtools.distributed import gather_everywhere, rank, world_size
 from embtools.errors import EmbtoolsError
 from embtools.models.builtin import DEFAULT_MODEL
-from embtools.models.loading import inspect_model
+from embtools.models.loading import inspect_model, portable_base_name
 from embtools.records.atomic import atomic_dir, check_output_dir
 from embtools.records.jsonl import RejectSink
 from embtools.train import recipe
@@ -52,6 +52,7 @@ from embtools.train.lora import (
     load_base_model,
     trainable_parameters,
 )
+from embtools.train.model_card import data_counts, write_model_card
 from embtools.train.optimizer import make_optimizer
 from embtools.train.precision import resolve_mixed_precision
 from embtools.train.step import train_step
@@ -92,6 +93,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     same_task_batches: bool = False
     mask_false_negatives: bool = True
+    negatives_per_example: int = 1  # hard negatives taken per example (train/data.py)
     gradient_accumulation_steps: int = 1
     save_every: int | None = None
     checkpoint_dir: Path | None = None
@@ -112,7 +114,7 @@ class TrainConfig:
         return {"model": self.model, "sources": [asdict(s) for s in self.sources], "batch_size": self.batch_size,
                 "seed": self.seed, "epochs": self.epochs, "max_steps": self.max_steps,
                 "same_task_batches": self.same_task_batches, "world_size": world_size(),
-                "lora": asdict(self.lora) if self.lora else None}
+                "lora": asdict(self.lora) if self.lora else None, "negatives_per_example": self.negatives_per_example}
 
 
 def make_accelerator(config: TrainConfig, work_dir: Path):
@@ -268,7 +270,7 @@ def train(config: TrainConfig, sink: RejectSink | None = None) -> dict[str, Any]
     if config.batch_size % world_size():
         raise EmbtoolsError(f"--batch-size {config.batch_size} does not split over {world_size()} processes")
     spec = inspect_model(config.model)
-    pools = load_examples(config.sources, sink)
+    pools = load_examples(config.sources, sink, config.negatives_per_example)
     plan = BatchPlan(pools, config)
     model, tokenizer = build_model(config, spec)
     parameters = describe_parameters(model)
@@ -392,9 +394,10 @@ def finish(config: TrainConfig, accelerator, model, tokenizer, spec, pools, stat
                 (folder / "train_log.jsonl").write_text(log_file.read_text())
             if evaluator:
                 evaluator.write_record(folder)
-            export_model(folder, trained, tokenizer, spec.path, config.merge, spec.pooling,
-                         output_max_length(config), most_common_instruction(pools),
-                         run_arguments(config))
+            export_model(folder, trained, tokenizer, portable_base_name(config.model, config.output), config.merge,
+                         spec.pooling, output_max_length(config), most_common_instruction(pools),
+                         {**run_arguments(config), "data": data_counts(config.sources, pools)})
+        write_model_card(config.output)  # in place: it names the folder and checks the base beside it
         summary = summarize(config, state, started)
         if best:
             summary["best"] = asdict(best)

@@ -102,7 +102,7 @@ class RunShape:
     lora_dropout: float = 0.1
     num_gpus: int = 1
     zero_stage: int = 0
-    hard_negatives: bool = True  # the worst case: every example has one (a third text to embed)
+    hard_negatives: int = 1  # per example (--negatives-per-example); the worst case: every example has them all
     device: str = "cuda"  # "cpu": no CUDA context and no allocator slack
 
     def __post_init__(self):
@@ -117,7 +117,7 @@ class RunShape:
 
     @property
     def texts_per_example(self) -> int:
-        return 3 if self.hard_negatives else 2
+        return 2 + int(self.hard_negatives)
 
     def describe(self) -> str:
         lora = f"LoRA r{self.lora_rank}" if self.lora_rank else "every weight trained"
@@ -230,14 +230,14 @@ def batch_cache_bytes(shape: ModelShape, run: RunShape) -> int:
     """GradCache's cached vectors of the per-rank batch (the vectors, their concatenation as the loss's leaves and
     the leaves' gradients), and the gathered candidates of all ranks (fp32: normalized copy and gradient)."""
     local = run.per_rank_batch * run.texts_per_example * shape.hidden * weight_bytes(run) * 3
-    candidates = 2 * run.batch_size * shape.hidden * 4 * 3
+    candidates = (run.texts_per_example - 1) * run.batch_size * shape.hidden * 4 * 3
     return local + candidates
 
 
 def score_bytes(run: RunShape) -> int:
     """[per-rank queries x all candidates] fp32 scores: scaled, masked, log-softmax and their gradient (4 copies),
     and the boolean masks of false negatives (3)."""
-    cells = run.per_rank_batch * 2 * run.batch_size
+    cells = run.per_rank_batch * (run.texts_per_example - 1) * run.batch_size
     return cells * (4 * 4 + 3)
 
 
@@ -290,7 +290,8 @@ def estimate_memory(shape: ModelShape, run: RunShape) -> MemoryEstimate:
         ("autocast weight copies", autocast_copy_bytes(shape, run), "16-bit casts of fp32 weights kept for backward"),
         ("batch vectors", batch_cache_bytes(shape, run),
          f"{run.per_rank_batch} examples' cached vectors and all candidates"),
-        ("score matrix", score_bytes(run), f"{run.per_rank_batch} x {2 * run.batch_size} scores and masks"),
+        ("score matrix", score_bytes(run),
+         f"{run.per_rank_batch} x {(run.texts_per_example - 1) * run.batch_size} scores and masks"),
     ]
     if run.device == "cuda":
         tensors = sum(size for _, size, _ in terms)
@@ -350,7 +351,8 @@ def training_run_shape(options: Mapping[str, Any], num_gpus: int, device: str = 
                     gradient_checkpointing=options["gradient_checkpointing"],
                     lora_rank=None if options["no_lora"] else options["lora_rank"],
                     lora_dropout=options["lora_dropout"], num_gpus=num_gpus,
-                    zero_stage=zero_stage_of(options["deepspeed_name"]), device=device)
+                    zero_stage=zero_stage_of(options["deepspeed_name"]), device=device,
+                    hard_negatives=options.get("negatives_per_example", 1))
 
 
 def estimate_for_model(model: str, run: RunShape) -> MemoryEstimate:
