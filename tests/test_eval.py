@@ -86,7 +86,8 @@ def test_sts_equals_sentence_transformers_spearman(sts_file, sts_dev):
     assert main["value"] == pytest.approx(expected["spearman_cosine"], abs=1e-4)
     pearson = next(r for r in records if r["metric"] == "cosine_pearson")
     assert pearson["value"] == pytest.approx(expected["pearson_cosine"], abs=1e-4)
-    assert all(set(r) == {"task", "split", "metric", "value", "main", "model"} for r in records)
+    assert all(set(r) == {"task", "split", "subset", "languages", "type", "metric", "value", "main", "model"}
+               for r in records)
 
 
 def brute_force_scores(folder, minilm, skip_own_id=False) -> dict[str, float]:

@@ -30,8 +30,17 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
                    "Default: the known instruction of the task, for models trained with instructions.")
 @click.option("--no-instruction", is_flag=True, help="Plain texts, no instruction (the default for encoders "
                                                      "without prompts, such as minilm-l6).")
-@click.option("--split", default=EVALUATION_SPLIT, show_default=True,
-              help="qrels/SPLIT.tsv, SPLIT.jsonl, or the mteb split.")
+@click.option("--split", default=None,
+              help=f"qrels/SPLIT.tsv, SPLIT.jsonl, or the mteb split. Default: {EVALUATION_SPLIT} for files and "
+                   "folders; each mteb task's own evaluation split (test, else its only one: MSMARCO dev).")
+@click.option("--task-type", "task_types", multiple=True, metavar="TYPE",
+              help="Only the mteb tasks of this type (mteb's names: Retrieval, STS, Classification, Clustering, "
+                   "Reranking, PairClassification, Summarization, BitextMining); repeatable. Default: all.")
+@click.option("--language", "languages", multiple=True, metavar="LANG",
+              help="Only the mteb subsets in this language (ISO 639-3 `deu`, or `deu-Latn`); repeatable. "
+                   "Default: all.")
+@click.option("--dry-run", is_flag=True, help="List what would run (a record per task and subset: task, type, "
+                                              "split, subset, languages) and stop; no model is loaded.")
 @click.option("--max-corpus", type=click.IntRange(min=1), default=None,
               help="Retrieval on N documents: every judged one and a seeded sample of the rest. Default: all.")
 @click.option("--max-queries", type=click.IntRange(min=1), default=None,
@@ -61,22 +70,25 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
               help="Token budget of one batch (count x longest text).")
 @common_options
-def main(run: RecordRun, data, model, instruction, no_instruction, split, max_corpus, max_queries, max_pairs, seed,
-         ignore_identical_ids, output_folder, report, compare, no_cache, pooling, max_length, dtype, batch_tokens,
-         rope_theta, rope_scaling):
-    """Evaluate MODEL on each DATA; write metric records (task, split, metric, value, main, model) to stdout or -o.
+def main(run: RecordRun, data, model, instruction, no_instruction, split, task_types, languages, dry_run, max_corpus,
+         max_queries, max_pairs, seed, ignore_identical_ids, output_folder, report, compare, no_cache, pooling,
+         max_length, dtype, batch_tokens, rope_theta, rope_scaling):
+    """Evaluate MODEL on each DATA; write metric records (task, split, subset, languages, type, metric, value, main,
+    model) to stdout or -o.
 
     DATA is an STS file (JSONL: sentence1, sentence2, score), a bitext file (JSONL: sentence1, sentence2, no score),
     a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), a classification folder (train.jsonl,
-    SPLIT.jsonl: text, label), mteb:TaskName, or passkey:256,1024,... (personalized passkey retrieval at those
-    token lengths, generated from --seed).
+    SPLIT.jsonl: text, label), passkey:256,1024,... (personalized passkey retrieval at those token lengths,
+    generated from --seed), mteb:Task, mteb:Task@subset or an mteb benchmark (mteb:"MTEB(eng, v2)"), run task by
+    task; with --output-folder an mteb task whose result file exists is read back, not run again.
     """
     from embtools.encode.cached_encoder import CachedEncoder
     from embtools.encode.embedding_cache import EmbeddingCache
     from embtools.encode.encoder import EncodeSettings
     from embtools.evaluate.report import read_metric_records, write_report
-    from embtools.evaluate.results import metric_records
-    from embtools.evaluate.run import EvalOptions, evaluate_source, sources_of
+    from embtools.evaluate.results import outcome_records
+    from embtools.evaluate.run import EvalOptions, sources_of
+    from embtools.evaluate.run_plan import evaluate_plan, planned_records, run_plan
 
     if instruction and no_instruction:
         raise click.UsageError("--instruction and --no-instruction exclude each other")
@@ -85,6 +97,12 @@ def main(run: RecordRun, data, model, instruction, no_instruction, split, max_co
     sources = [source for argument in data for source in sources_of(argument)]  # bad input fails before loading
     if (max_corpus or max_queries) and any(source.kind == "mteb" for source in sources):
         raise click.UsageError("--max-corpus and --max-queries apply to local folders only, not mteb: tasks")
+    plan = run_plan(sources, task_types, languages)  # mteb names are checked before the model loads
+    if dry_run:
+        listed = planned_records(plan, split)
+        run.write(listed)
+        info(f"{len(plan)} tasks, {len(listed)} subsets would run")
+        return
     earlier = [record for path in compare for record in read_metric_records(path)]
     from embtools.models.rope import RopeOverride
 
@@ -94,33 +112,28 @@ def main(run: RecordRun, data, model, instruction, no_instruction, split, max_co
     options = EvalOptions(instruction, False if no_instruction else None, split, max_corpus, max_queries, seed,
                           ignore_identical_ids, max_pairs)
     produced = []
-    for source in sources:
-        outcome = evaluate_source(source, encoder, options)
-        records = list(metric_records(outcome.task, outcome.split, outcome.scores, outcome.main_metric, model))
+    for outcomes in evaluate_plan(plan, encoder, options, _results(output_folder, encoder)):
+        records = [record for outcome in outcomes for record in outcome_records(outcome, model)]
         run.write(records, flush=True)  # each task's scores as soon as they are known
         produced += records
-        _report(outcome, encoder)
-        if output_folder:
-            _save(outcome, encoder, output_folder)
+        _report(outcomes, encoder)
     if report:
         written = write_report(earlier + produced, report)
         info(f"wrote {written['report']}" + (f" and {written['chart']}" if written["chart"] else ""))
 
 
-def _report(outcome: EvalOutcome, encoder: CachedEncoder) -> None:
-    info(f"{outcome.task} {outcome.split}: {outcome.main_metric} {outcome.scores['main_score']:.4f} "
-         f"in {outcome.seconds:.1f} s ({encoder.encoded} texts encoded, {encoder.reused} from cache so far)")
-
-
-def _save(outcome: EvalOutcome, encoder: CachedEncoder, folder: Path) -> None:
+def _results(folder: Path | None, encoder: CachedEncoder):
     from embtools.evaluate.mteb_encoder import model_meta
-    from embtools.evaluate.results import result_path, task_result, write_model_meta, write_task_result
+    from embtools.evaluate.results import ResultFolder
 
-    meta = model_meta(encoder)
-    result = task_result(outcome.metadata, outcome.split, outcome.scores, outcome.seconds)
-    target = write_task_result(result, result_path(folder, meta.name, meta.revision, outcome.task))
-    write_model_meta(meta, target.parent)
-    info(f"wrote {target}")
+    return ResultFolder(folder, model_meta(encoder)) if folder else None
+
+
+def _report(outcomes: list[EvalOutcome], encoder: CachedEncoder) -> None:
+    for outcome in outcomes:
+        subset = "" if outcome.subset == "default" else f"@{outcome.subset}"
+        info(f"{outcome.task}{subset} {outcome.split}: {outcome.main_metric} {outcome.scores['main_score']:.4f} "
+             f"in {outcome.seconds:.1f} s ({encoder.encoded} texts encoded, {encoder.reused} from cache so far)")
 
 
 if __name__ == "__main__":

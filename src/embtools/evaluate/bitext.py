@@ -26,5 +26,5 @@ def evaluate_bitext(source: DataSource, encoder: CachedEncoder, options: EvalOpt
     metadata = local_metadata(source.name, TASK_TYPE, MAIN_SCORE, split, data_revision(source), str(source.path))
     task = bitext_task(load_bitext(source.path), metadata, split)
     model = MtebEncoder(encoder, instruction_rule(instruction_for(source.name, encoder, options, task_type=TASK_TYPE)))
-    scores = run_task(task, model, split)
-    return EvalOutcome(source.name, split, scores, MAIN_SCORE, lambda: metadata)
+    scores = run_task(task, model, split)["default"]
+    return EvalOutcome(source.name, split, scores, MAIN_SCORE, lambda: metadata, task_type=TASK_TYPE)

@@ -13,6 +13,9 @@ from typing import Any
 from embtools.errors import EmbtoolsError
 from embtools.records.datasets import BitextData, ClassificationData, RetrievalData
 
+# What a local file or folder is taken to be written in (its result file says so; mteb needs a language).
+LOCAL_LANGUAGES = ("eng-Latn",)
+
 
 def local_metadata(name: str, task_type: str, main_score: str, split: str, revision: str, path: str = "local"):
     """A TaskMetadata for data on disk (English text, one `default` subset, one evaluated split)."""
@@ -21,11 +24,11 @@ def local_metadata(name: str, task_type: str, main_score: str, split: str, revis
     return TaskMetadata(
         name=name, type=task_type, main_score=main_score, description=f"{task_type} data from {path}",
         reference=None, dataset={"path": path, "revision": revision}, category="t2t", eval_splits=[split],
-        eval_langs=["eng-Latn"], modalities=["text"], date=None, domains=None, task_subtypes=None, license=None,
-        annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
+        eval_langs=list(LOCAL_LANGUAGES), modalities=["text"], date=None, domains=None, task_subtypes=None,
+        license=None, annotations_creators=None, dialect=None, sample_creation=None, bibtex_citation=None)
 
 
-def _preloaded(base: type, metadata, dataset) -> Any:
+def preloaded_task(base: type, metadata, dataset) -> Any:
     """An instance of an mteb task class whose data is `dataset`, already in memory (load_data does nothing)."""
 
     class LocalTask(base):
@@ -44,7 +47,7 @@ def classification_task(data: ClassificationData, metadata, split: str):
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.classification import AbsTaskClassification
 
-    return _preloaded(AbsTaskClassification, metadata, DatasetDict({
+    return preloaded_task(AbsTaskClassification, metadata, DatasetDict({
         "train": Dataset.from_dict({"text": data.train_texts, "label": data.train_labels}),
         split: Dataset.from_dict({"text": data.test_texts, "label": data.test_labels}),
     }))
@@ -55,7 +58,7 @@ def bitext_task(data: BitextData, metadata, split: str):
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.text.bitext_mining import AbsTaskBitextMining
 
-    return _preloaded(AbsTaskBitextMining, metadata, DatasetDict({
+    return preloaded_task(AbsTaskBitextMining, metadata, DatasetDict({
         split: Dataset.from_dict({"sentence1": data.sentences1, "sentence2": data.sentences2})}))
 
 
@@ -64,27 +67,23 @@ def retrieval_task(data: RetrievalData, metadata, split: str):
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
 
-    return _preloaded(AbsTaskRetrieval, metadata, {"default": {split: {
+    return preloaded_task(AbsTaskRetrieval, metadata, {"default": {split: {
         "corpus": Dataset.from_list([{"id": i, "text": t} for i, t in data.corpus.items()]),
         "queries": Dataset.from_list([{"id": i, "text": t} for i, t in data.queries.items()]),
         "relevant_docs": data.qrels, "top_ranked": None}}})
 
 
-def run_task(task, model, split: str) -> dict[str, Any]:
-    """mteb's scores of one split's `default` subset (or its only subset)."""
-    scores = task.evaluate(model, split, encode_kwargs={"batch_size": 64})
-    return scores.get("default") or next(iter(scores.values()))
+def run_task(task, model, split: str) -> dict[str, dict[str, Any]]:
+    """mteb's scores of one split, per subset: {subset: {metric: value, "main_score": ...}}."""
+    return dict(task.evaluate(model, split, encode_kwargs={"batch_size": 64}))
 
 
-def mteb_task(name: str):
-    """The installed mteb's task of that name, its data from the Hugging Face cache, downloaded on first use unless
-    offline (`--offline` sets HF_HUB_OFFLINE and HF_DATASETS_OFFLINE)."""
-    import mteb
-
-    try:
-        task = mteb.get_task(name)
-    except (KeyError, ValueError) as exc:
-        raise EmbtoolsError(f"mteb:{name}: the installed mteb has no such task ({str(exc).splitlines()[0]})") from None
+def load_task_data(task) -> None:
+    """Load an mteb task's data (a no-op for a local task) from the Hugging Face cache, downloaded on first use
+    unless offline (`--offline` sets HF_HUB_OFFLINE and HF_DATASETS_OFFLINE); one line saying how to get it if not."""
+    if task.data_loaded:
+        return
+    name = task.metadata.name
     try:
         task.load_data()
     except Exception as exc:  # datasets/hub raise many kinds; any of them means: not available here
@@ -94,4 +93,3 @@ def mteb_task(name: str):
             f"({reason}); on a connected machine run `python -c \"import mteb; mteb.get_task('{name}').load_data()\"` "
             "and copy ~/.cache/huggingface here (or set HF_HOME), or give emb-eval a local file or folder instead"
         ) from None
-    return task

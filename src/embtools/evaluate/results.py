@@ -16,9 +16,10 @@ from typing import Any
 from embtools.records.atomic import remove_stale_temporaries
 
 
-def metric_records(task: str, split: str, scores: dict[str, Any], main_metric: str,
-                   model: str) -> Iterator[dict[str, Any]]:
-    """One `{"task", "split", "metric", "value", "main", "model"}` record per numeric score, in mteb's names.
+def metric_records(task: str, split: str, scores: dict[str, Any], main_metric: str, model: str,
+                   labels: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """One `{"task", "split", ...labels, "metric", "value", "main", "model"}` record per numeric score, in mteb's
+    names; `labels` are the outcome's `subset`, `languages` and `type` (outcome_labels).
 
     mteb's confidence-curve scores (nauc_*) stay in the result file only, and `main_score` is the record marked main.
     """
@@ -27,21 +28,24 @@ def metric_records(task: str, split: str, scores: dict[str, Any], main_metric: s
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        yield {"task": task, "split": split, "metric": metric, "value": float(value),
+        yield {"task": task, "split": split, **(labels or {}), "metric": metric, "value": float(value),
                "main": metric == main_metric, "model": model}
 
 
-def task_result(metadata, split: str, scores: dict[str, Any], seconds: float):
-    """mteb's TaskResult for one split's scores (the `default` subset) of a task described by `metadata`."""
+def outcome_records(outcome, model: str) -> Iterator[dict[str, Any]]:
+    """The metric records of one EvalOutcome (one subset of a task), labelled with its subset, languages, type."""
+    labels = {"subset": outcome.subset, "languages": list(outcome.languages), "type": outcome.task_type}
+    return metric_records(outcome.task, outcome.split, outcome.scores, outcome.main_metric, model, labels)
+
+
+def task_result(metadata, split: str, scores: dict[str, dict[str, Any]], seconds: float):
+    """mteb's TaskResult for one split's scores per subset ({subset: scores}) of a task described by `metadata`;
+    each subset is filed under its own name with its languages, as mteb files them."""
     from mteb.results.task_result import TaskResult
 
     holder = type("TaskHolder", (), {"metadata": metadata})  # from_task_results reads only `.metadata`
-    return TaskResult.from_task_results(holder, {split: {"default": dict(scores)}}, evaluation_time=seconds)
-
-
-def result_path(folder: Path, model_name: str, revision: str, task_name: str) -> Path:
-    """mteb's layout: `<folder>/<model name, / as __>/<revision>/<Task>.json`."""
-    return folder / model_name.replace("/", "__").replace(" ", "_") / revision / f"{task_name}.json"
+    return TaskResult.from_task_results(holder, {split: {subset: dict(s) for subset, s in scores.items()}},
+                                        evaluation_time=seconds)
 
 
 def _write_atomically(target: Path, write: Callable[[Path], None]) -> Path:
@@ -67,3 +71,23 @@ def write_model_meta(meta, folder: Path) -> Path:
     def write(path: Path) -> None:
         path.write_text(json.dumps(meta.to_dict(), default=str, indent=4), encoding="utf-8")
     return _write_atomically(folder / "model_meta.json", write)
+
+
+class ResultFolder:
+    """`--output-folder`: where a model's result files go, one per task holding all its evaluated subsets."""
+
+    def __init__(self, folder: Path, meta):
+        self.meta = meta
+        self.folder = folder / meta.name.replace("/", "__").replace(" ", "_") / meta.revision
+
+    def path(self, task_name: str) -> Path:
+        """mteb's layout: `<folder>/<model name, / as __>/<revision>/<Task>.json`."""
+        return self.folder / f"{task_name}.json"
+
+    def save(self, outcomes) -> Path:
+        """The result file of one task's outcomes (one per subset, all of one split), and model_meta.json."""
+        first = outcomes[0]
+        result = task_result(first.metadata, first.split, {o.subset: o.scores for o in outcomes}, first.seconds)
+        target = write_task_result(result, self.path(first.task))
+        write_model_meta(self.meta, self.folder)
+        return target

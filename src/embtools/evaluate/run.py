@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from embtools.encode.cached_encoder import CachedEncoder
 from embtools.errors import EmbtoolsError
+from embtools.evaluate.mteb_tasks import LOCAL_LANGUAGES
 from embtools.instructions import model_takes_instructions, task_instruction
 from embtools.progress import Bar, attached
 from embtools.records.datasets import (
@@ -33,11 +34,12 @@ log = logging.getLogger("embtools")
 
 @dataclass
 class EvalOptions:
-    """`instruction`: --instruction; `use_instruction`: False for --no-instruction, None to decide by model."""
+    """`instruction`: --instruction; `use_instruction`: False for --no-instruction, None to decide by model;
+    `split`: --split, None for the default (`test` for files and folders, an mteb task's own evaluation split)."""
 
     instruction: str | None = None
     use_instruction: bool | None = None
-    split: str = EVALUATION_SPLIT
+    split: str | None = EVALUATION_SPLIT
     max_corpus: int | None = None
     max_queries: int | None = None
     seed: int = 42
@@ -48,7 +50,8 @@ class EvalOptions:
 @dataclass
 class EvalOutcome:
     """`metadata`: the mteb TaskMetadata to file the result under (built only when asked, as importing mteb
-    takes seconds and an STS run does not need it)."""
+    takes seconds and an STS run does not need it). One outcome is one subset of a task (`default` for local data);
+    `seconds` is the time of the whole task, and `task_type` mteb's name of its type (Retrieval, STS, ...)."""
 
     task: str
     split: str
@@ -56,6 +59,9 @@ class EvalOutcome:
     main_metric: str
     describe: Callable[[], Any]
     seconds: float = 0.0
+    task_type: str | None = None
+    subset: str = "default"
+    languages: list[str] = field(default_factory=lambda: list(LOCAL_LANGUAGES))
 
     @property
     def metadata(self) -> Any:
@@ -69,7 +75,7 @@ def _local(source: DataSource, task: str, task_type: str, main_metric: str, spli
         from embtools.evaluate.mteb_tasks import local_metadata
 
         return local_metadata(task, task_type, main_metric, split, data_revision(source), folder_name(source.path))
-    return EvalOutcome(task, split, scores, main_metric, describe)
+    return EvalOutcome(task, split, scores, main_metric, describe, task_type=task_type)
 
 
 def instruction_for(task_name: str, encoder: CachedEncoder, options: EvalOptions,
@@ -117,41 +123,40 @@ def _retrieval(source: DataSource, encoder: CachedEncoder, options: EvalOptions)
     from embtools.evaluate.retrieval import MAIN_SCORE, evaluate_retrieval
     from embtools.evaluate.slices import limit_corpus, limit_queries, sliced_name
 
-    data = load_retrieval(source.path, options.split)
+    split = options.split or EVALUATION_SPLIT
+    data = load_retrieval(source.path, split)
     data = limit_corpus(limit_queries(data, options.max_queries, options.seed), options.max_corpus, options.seed)
     name = sliced_name(source.name, data)
     instruction = instruction_for(source.name, encoder, options, task_type="Retrieval")
     scores = evaluate_retrieval(data, encoder, instruction, options.ignore_identical_ids)
-    return _local(source, name, "Retrieval", MAIN_SCORE, options.split, scores)
+    return _local(source, name, "Retrieval", MAIN_SCORE, split, scores)
 
 
 def _classification(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
     from embtools.evaluate.mteb_encoder import MtebEncoder, instruction_rule
     from embtools.evaluate.mteb_tasks import classification_task, local_metadata, run_task
 
-    data = load_classification(source.path, options.split)
-    metadata = local_metadata(source.name, "Classification", "accuracy", options.split, data_revision(source),
+    split = options.split or EVALUATION_SPLIT
+    data = load_classification(source.path, split)
+    metadata = local_metadata(source.name, "Classification", "accuracy", split, data_revision(source),
                               str(source.path))
-    task = classification_task(data, metadata, options.split)
+    task = classification_task(data, metadata, split)
     model = MtebEncoder(encoder, instruction_rule(instruction_for(source.name, encoder, options,
                                                                   task_type="Classification")))
-    scores = run_task(task, model, options.split)
-    return EvalOutcome(source.name, options.split, scores, metadata.main_score, lambda: metadata)
+    scores = run_task(task, model, split)["default"]
+    return EvalOutcome(source.name, split, scores, metadata.main_score, lambda: metadata, task_type="Classification")
 
 
 def _mteb(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
-    from embtools.evaluate.mteb_encoder import MtebEncoder, instruction_rule
-    from embtools.evaluate.mteb_tasks import mteb_task, run_task
+    """One mteb task of one subset (emb-train --eval); emb-eval runs whole selections through mteb_run."""
+    from embtools.evaluate.mteb_run import evaluate_task
+    from embtools.evaluate.mteb_selection import select_tasks
 
-    task = mteb_task(source.name)
-    if options.split not in task.metadata.eval_splits:
-        raise EmbtoolsError(f"mteb:{source.name}: no split {options.split!r} (it has: "
-                            f"{', '.join(task.metadata.eval_splits)}; choose one with --split)")
-    instruction = instruction_for(source.name, encoder, options, fallback=_task_prompt(task.metadata),
-                                  task_type=task.metadata.type)
-    model = MtebEncoder(encoder, instruction_rule(instruction))
-    scores = run_task(task, model, options.split)
-    return EvalOutcome(task.metadata.name, options.split, scores, task.metadata.main_score, lambda: task.metadata)
+    tasks = select_tasks([source.name])
+    if len(tasks) != 1 or len(tasks[0].hf_subsets) != 1:
+        raise EmbtoolsError(f"mteb:{source.name}: more than one task or subset; name one (mteb:Task@subset)")
+    [outcome] = evaluate_task(tasks[0], encoder, options)
+    return outcome
 
 
 def _passkey(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
@@ -161,7 +166,7 @@ def _passkey(source: DataSource, encoder: CachedEncoder, options: EvalOptions):
     instruction = instruction_for("Passkey", encoder, options, fallback=PASSKEY_INSTRUCTION)
     scores = evaluate_passkey(source.length, encoder, instruction, options.seed)
     metadata = local_metadata(source.name, "Retrieval", MAIN_SCORE, "test", f"seed-{options.seed}", "generated")
-    return EvalOutcome(source.name, "test", scores, MAIN_SCORE, lambda: metadata)
+    return EvalOutcome(source.name, "test", scores, MAIN_SCORE, lambda: metadata, task_type="Retrieval")
 
 
 def sources_of(argument: str) -> list[DataSource]:
