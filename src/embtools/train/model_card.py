@@ -83,13 +83,14 @@ def read_metrics(path: Path) -> list[Record]:
 
 
 def task_types(metrics: list[Record]) -> dict[str, str | None]:
-    """Each evaluated task (without a slice note such as `[100 queries]`) and its mteb type, by its main metric."""
+    """Each evaluated task (without a slice note such as `[100 queries]`) and its mteb type: the records' `type`
+    (emb-eval writes it), else guessed from the main metric (records of older runs)."""
     types: dict[str, str | None] = {}
     for record in metrics:
         name = record["task"].split("[", 1)[0]
         types.setdefault(name, None)
         if record.get("main"):
-            types[name] = types[name] or _TYPE_BY_MAIN_METRIC.get(record["metric"])
+            types[name] = types[name] or record.get("type") or _TYPE_BY_MAIN_METRIC.get(record["metric"])
     return types
 
 
