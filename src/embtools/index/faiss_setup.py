@@ -67,8 +67,16 @@ def new_index(dim: int, factory: str) -> faiss.Index:
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         ivf.nprobe = default_nprobe(ivf.nlist)
+        _skip_polysemous_training(faiss.downcast_index(ivf))
     set_parameter(index, "efSearch", DEFAULT_EF_SEARCH, required=False)
     return index
+
+
+def _skip_polysemous_training(ivf: faiss.Index) -> None:
+    """IVF-PQ from a factory string reorders its codebooks for polysemous filtering, which search never uses unless
+    asked (polysemous_ht); measured: 80 of 86 s training IVF256,PQ8 on 11,000 32-d vectors, so it is left out."""
+    if hasattr(ivf, "do_polysemous_training"):
+        ivf.do_polysemous_training = False
 
 
 def clusterings(index: faiss.Index) -> list[tuple[str, int, Any]]:

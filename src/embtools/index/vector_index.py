@@ -21,6 +21,7 @@ import orjson
 
 from embtools.errors import EmbtoolsError, InputError
 from embtools.index import binary_index as binary
+from embtools.index.budgeted_build import Budget, build_within_budget
 from embtools.index.defaults import ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH
 from embtools.index.embedding_checks import EmbeddingChecker, Id, checked_records
 from embtools.index.faiss_setup import (
@@ -95,6 +96,16 @@ def _fill(index: faiss.Index, rows: Iterator[Record], ids_out: IO[bytes], train_
     return added, trained_on
 
 
+def _build(rows: Iterator[Record], folder: Path, dim: int, factory: str, is_binary: bool, gpu: bool,
+           train_size: int, batch_size: int) -> tuple[faiss.Index, int, int]:
+    """(index, count, trained_on) of the factory's index filled with the rows; their ids go to folder/ids.jsonl."""
+    index = binary.new_binary_index(dim, factory, DEFAULT_EF_SEARCH) if is_binary else new_index(dim, factory)
+    with open(folder / IDS_FILE, "wb") as ids_out:
+        working = to_gpu(index) if gpu else index
+        count, trained_on = _fill(working, rows, ids_out, train_size, batch_size)
+    return (faiss.index_gpu_to_cpu(working) if gpu else index), count, trained_on
+
+
 # --- writing the folder ------------------------------------------------------------------------------------------
 
 def _write_folder(folder: Path, index: faiss.Index, meta: dict) -> None:
@@ -103,6 +114,8 @@ def _write_folder(folder: Path, index: faiss.Index, meta: dict) -> None:
         binary.write_binary(index, folder / INDEX_FILE)
     else:
         faiss.write_index(index, str(folder / INDEX_FILE))
+    if "choice" in meta:  # chosen by --max-memory: what the estimate came to
+        meta["choice"]["actual_bytes"] = (folder / INDEX_FILE).stat().st_size
     write_meta(folder, meta)
 
 
@@ -140,7 +153,7 @@ def _record_model(record: Record) -> str | None:
 def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT_FACTORY, *, overwrite: bool = False,
                 model: str | None = None, train_size: int = DEFAULT_TRAIN_SIZE, gpu: bool = False,
                 checker: EmbeddingChecker | None = None, batch_size: int = ADD_BATCH,
-                precision: str = "float32") -> dict:
+                precision: str = "float32", budget: Budget | None = None) -> dict:
     """Build an index folder at out_dir from embedding records (float lists or base64), atomically; return its meta.
 
     `precision` is the input's (records/vector_precision.py): ubinary records (packed uint8 bits) build a binary
@@ -164,16 +177,21 @@ def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT
     if is_binary != (first["embedding"].dtype == np.uint8):
         raise InputError(f"{precision} input but {first['embedding'].dtype} vectors")
     dim = first["embedding"].size * (8 if is_binary else 1)
-    index = binary.new_binary_index(dim, factory, DEFAULT_EF_SEARCH) if is_binary else new_index(dim, factory)
+    if budget is not None and (is_binary or gpu):
+        raise EmbtoolsError("--max-memory chooses among float indexes on the CPU: not for ubinary input or --gpu")
     if is_binary and gpu:
         raise EmbtoolsError("--gpu builds float indexes only; build binary ones on the CPU")
     with atomic_dir(out_dir, overwrite) as folder:
-        with open(folder / IDS_FILE, "wb") as ids_out:
-            working = to_gpu(index) if gpu else index
-            count, trained_on = _fill(working, chain([first], rows), ids_out, train_size, batch_size)
-            index = faiss.index_gpu_to_cpu(working) if gpu else index
+        if budget is not None:
+            index, count, trained_on, choice = build_within_budget(chain([first], rows), folder, budget,
+                                                                   train_size=train_size, batch_size=batch_size)
+            factory = choice["factory"]
+        else:
+            index, count, trained_on = _build(chain([first], rows), folder, dim, factory, is_binary, gpu,
+                                              train_size, batch_size)
         meta = _meta(index, model=model or _record_model(first), dim=dim, factory=factory, count=count,
                      trained_on=trained_on, precision=precision)
+        meta.update({"choice": choice} if budget is not None else {})
         _write_folder(folder, index, meta)
     return meta
 
@@ -240,7 +258,8 @@ class VectorIndex:
     @classmethod
     def load(cls, index_dir: Path, *, mmap: bool = True, nprobe: int | None = None, ef_search: int | None = None,
              gpu: bool = False) -> VectorIndex:
-        """Open an index folder for search; nprobe / ef_search override the defaults stored in the index."""
+        """Open an index folder for search; nprobe / ef_search override the setting `emb-index build --max-memory`
+        chose (index.json's choice.search_params), which overrides the defaults stored in the index."""
         require_faiss()
         index_dir = Path(index_dir)
         meta = read_meta(index_dir)
@@ -252,8 +271,9 @@ class VectorIndex:
             raise EmbtoolsError(f"{index_dir} is inconsistent: {INDEX_FILE} holds {index.ntotal} {index.d}-d "
                                 f"vectors, {META_FILE} says {meta['count']} {meta['dim']}-d")
         set_search = binary.set_binary_parameter if is_binary else set_parameter
-        set_search(index, "nprobe", nprobe)
-        set_search(index, "efSearch", ef_search)
+        chosen = (meta.get("choice") or {}).get("search_params") or {}  # what --max-memory measured and chose
+        set_search(index, "nprobe", nprobe or chosen.get("nprobe"))
+        set_search(index, "efSearch", ef_search or chosen.get("efSearch"))
         if gpu and is_binary:
             raise EmbtoolsError("--gpu searches float indexes only")
         if gpu:
