@@ -90,9 +90,12 @@ def estimate_bytes(candidate: Candidate) -> int:
 
 
 def ivf_lists(n: int) -> int:
-    """IVF lists for n vectors: the power of two nearest 4 sqrt(n), with enough points per list to train k-means."""
-    wanted = 2 ** round(math.log2(max(1.0, 4 * math.sqrt(n))))
-    return max(1, min(wanted, n // MIN_POINTS_PER_LIST))
+    """IVF lists for n vectors: the power of two nearest 4 sqrt(n), halved until each list has enough points to
+    train k-means."""
+    lists = 2 ** round(math.log2(max(1.0, 4 * math.sqrt(n))))
+    while lists > 1 and lists > n // MIN_POINTS_PER_LIST:
+        lists //= 2
+    return lists
 
 
 def candidates(n: int, d: int) -> list[Candidate]:
