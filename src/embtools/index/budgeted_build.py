@@ -32,6 +32,9 @@ from embtools.records.jsonl import Record
 
 log = logging.getLogger("embtools")
 SPOOL_FILE = "vectors.spool"
+# k-means iterations of the indexes built on the tuning sample (faiss's default is 25, kept for the full build):
+# training was most of the time of choosing, and the sample only has to rank the candidates
+TUNING_KMEANS_ITERATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,13 @@ def split_rows(n: int, sample: int, queries: int, seed: int = 0) -> tuple[np.nda
 
 
 def quiet_train(index, sample: np.ndarray) -> bool:
-    """Train a tuning index without faiss's starved-k-means warnings; False when the sample cannot train it."""
+    """Train a tuning index quickly (TUNING_KMEANS_ITERATIONS) and without faiss's starved-k-means warnings;
+    False when the sample cannot train it."""
     for _what, centroids, params in clusterings(index):
         if len(sample) < centroids:
             return False
         params.min_points_per_centroid = 1
+        params.niter = min(params.niter, TUNING_KMEANS_ITERATIONS)
     if not index.is_trained:
         index.train(sample)
     return True

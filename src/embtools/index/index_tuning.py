@@ -80,10 +80,11 @@ def exact_neighbors(base: np.ndarray, queries: np.ndarray, k: int = K, exclude: 
         rows = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
         best_scores = np.concatenate([best_scores, scores], axis=1)
         best_rows = np.concatenate([best_rows, rows], axis=1)
-        keep = np.argsort(-best_scores, axis=1, kind="stable")[:, :k]
+        keep = np.argpartition(-best_scores, min(k, best_scores.shape[1]) - 1, axis=1)[:, :k]
         best_scores = np.take_along_axis(best_scores, keep, 1)
         best_rows = np.take_along_axis(best_rows, keep, 1)
-    return best_rows
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_rows, order, 1)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
