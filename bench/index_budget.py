@@ -122,10 +122,13 @@ def main() -> None:
         np.save(work / "vectors.npy", vectors), np.save(work / "queries.npy", queries)
         for budget in args.budgets.split(","):
             runs: dict[str, list[dict]] = {"emb-index": [], "autofaiss": []}
-            for _ in range(args.repeat):
-                runs["emb-index"].append(ours(vectors, queries, budget, work))
-                if python:
-                    runs["autofaiss"].append(autofaiss(python, budget, work))
+            for number in range(args.repeat):
+                for side in ("emb-index", "autofaiss") if python else ("emb-index",):
+                    run = ours(vectors, queries, budget, work) if side == "emb-index" else \
+                        autofaiss(python, budget, work)
+                    runs[side].append(run)
+                    print(f"run {number + 1} {side}: {report(budget, side, [run], truth)}", file=sys.stderr,
+                          flush=True)
             for side, done in runs.items():
                 if done:
                     print(report(budget, side, done, truth), flush=True)

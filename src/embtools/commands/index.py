@@ -7,19 +7,10 @@ from pathlib import Path
 
 import click
 
-from embtools.cli import EmbtoolsGroup, ParsedBy, common_options
+from embtools.cli import EmbtoolsGroup, common_options
 from embtools.command_runner import RecordRun, record_command
-from embtools.index.defaults import (
-    ADD_BATCH,
-    DEFAULT_EF_SEARCH,
-    DEFAULT_FACTORY,
-    DEFAULT_MIN_RECALL,
-    DEFAULT_TRAIN_SIZE,
-    DEFAULT_TUNE_QUERIES,
-    DEFAULT_TUNE_SAMPLE,
-    SEARCH_BATCH,
-)
-from embtools.index.index_choice import parse_memory
+from embtools.commands.index_budget_options import budget_from_options, budget_options
+from embtools.index.defaults import ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH
 
 
 class DefaultCommandGroup(EmbtoolsGroup):
@@ -32,44 +23,6 @@ class DefaultCommandGroup(EmbtoolsGroup):
         if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
-
-
-def _budget_options(func):
-    """--max-memory and what it takes: the goal (--min-recall or --max-query-ms) and the tuning sizes."""
-    for option in reversed([
-        click.option("--max-memory", type=ParsedBy(parse_memory, "size"), envvar="EMBTOOLS_MAX_MEMORY",
-                     help="Choose the index for this memory budget (2G, 512M) instead of --factory: the candidates "
-                          "that fit are measured against exact search and the best for the goal is built. "
-                          "Env: EMBTOOLS_MAX_MEMORY. Default: no budget, --factory."),
-        click.option("--min-recall", type=click.FloatRange(0, 1), default=DEFAULT_MIN_RECALL, show_default=True,
-                     help="With --max-memory: the fastest index and setting whose recall@10 reaches this."),
-        click.option("--max-query-ms", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="With --max-memory: instead of --min-recall, the most accurate index and setting that "
-                          "searches within this many milliseconds a query. Default: none."),
-        click.option("--tune-sample", type=click.IntRange(min=1), default=DEFAULT_TUNE_SAMPLE, show_default=True,
-                     help="With --max-memory: input vectors (drawn at random) each candidate is built on."),
-        click.option("--tune-queries", type=click.IntRange(min=1), default=DEFAULT_TUNE_QUERIES,
-                     show_default=True, help="With --max-memory: held-out input vectors recall is measured on."),
-    ]):
-        func = option(func)
-    return func
-
-
-def _budget(ctx: click.Context, max_memory, min_recall, max_query_ms, tune_sample, tune_queries, gpu):
-    """The Budget that --max-memory asks for (None without it); usage errors for options it excludes."""
-    source = ctx.get_parameter_source
-    if max_memory is None:
-        if max_query_ms is not None or source("min_recall") == click.core.ParameterSource.COMMANDLINE:
-            raise click.UsageError("--min-recall and --max-query-ms apply with --max-memory")
-        return None
-    if source("factory") == click.core.ParameterSource.COMMANDLINE or gpu:
-        raise click.UsageError("--max-memory chooses the index: not with --factory or --gpu")
-    if max_query_ms is not None and source("min_recall") == click.core.ParameterSource.COMMANDLINE:
-        raise click.UsageError("give --min-recall or --max-query-ms, not both")
-    from embtools.index.budgeted_build import Budget
-    from embtools.index.index_tuning import Goal
-
-    return Budget(max_memory, Goal(min_recall, max_query_ms), tune_sample, tune_queries)
 
 
 _add_batch_option = click.option("--batch-size", type=click.IntRange(min=1), default=ADD_BATCH, show_default=True,
@@ -102,7 +55,7 @@ def main():
                                       "Env: EMBTOOLS_TRAIN_SIZE.")
 @click.option("--gpu", is_flag=True, envvar="EMBTOOLS_GPU",
               help="Build on the GPU with faiss-gpu (an error if it is not installed). Default: CPU.")
-@_budget_options
+@budget_options
 @common_options
 @click.pass_context
 def build(ctx, run: RecordRun, output_dir, factory, overwrite, model, train_size, gpu, batch_size, max_memory,
@@ -118,7 +71,7 @@ def build(ctx, run: RecordRun, output_dir, factory, overwrite, model, train_size
     from embtools.index.inputs import read_inputs
     from embtools.index.vector_index import build_index
 
-    budget = _budget(ctx, max_memory, min_recall, max_query_ms, tune_sample, tune_queries, gpu)
+    budget = budget_from_options(ctx, max_memory, min_recall, max_query_ms, tune_sample, tune_queries, gpu)
     started = time.perf_counter()
     checker = EmbeddingChecker()
     info, records = read_inputs(run, run.source, checker)
