@@ -137,3 +137,12 @@ def test_a_budget_nothing_fits_is_one_line_naming_the_least_and_leaves_no_folder
 def test_option_misuse_is_a_usage_error(tmp_path, corpus, options, message):
     code, out, err = build(tmp_path, corpus, *options)
     assert code == 2 and message in err[-1] and not out.exists()
+
+
+def test_a_handful_of_vectors_gets_flat_with_full_recall(tmp_path):
+    vectors = embedding_like(5, seed=3)
+    path = write_jsonl(tmp_path / "five.jsonl", ({"id": i, "embedding": v.tolist()} for i, v in enumerate(vectors)))
+    code, _, err = run_cli(emb_index, ["build", "-o", str(tmp_path / "ix"), "--max-memory", "1M", str(path)])
+    assert code == 0, err
+    choice = orjson.loads((tmp_path / "ix" / "index.json").read_bytes())["choice"]
+    assert (choice["factory"], choice["recall_at_10"], choice["search_params"]) == ("Flat", 1.0, {})

@@ -69,7 +69,8 @@ class Goal:
 def exact_neighbors(base: np.ndarray, queries: np.ndarray, k: int = K, exclude: np.ndarray | None = None
                     ) -> np.ndarray:
     """Row numbers of each query's k highest inner products in `base` (which may be a memmap, read in chunks);
-    with `exclude`, query i never finds row exclude[i] (itself)."""
+    with `exclude`, query i never finds row exclude[i] (itself). Fewer than k when base has fewer rows."""
+    k = min(k, len(base) - (exclude is not None))
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_rows = np.zeros((len(queries), 0), dtype=np.int64)
     for start in range(0, len(base), EXACT_CHUNK):
@@ -88,7 +89,9 @@ def exact_neighbors(base: np.ndarray, queries: np.ndarray, k: int = K, exclude: 
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """The mean share of each query's true k neighbours among those found."""
+    """The mean share of each query's true k neighbours among those found (1 when there are none to find)."""
+    if truth.shape[1] == 0:
+        return 1.0
     return float(np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth)]))
 
 
