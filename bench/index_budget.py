@@ -12,7 +12,8 @@ each row is the median and [range] of those runs.
 - autofaiss: `autofaiss.build_index(embeddings=array, max_index_memory_usage=BUDGET, metric_type="ip")` with its
   default query-time target (10 ms), run by the Python of a separate venv (its dependencies do not fit the
   project's): AUTOFAISS_PYTHON, else /tmp/af/bin/python (`python3 -m venv /tmp/af && /tmp/af/bin/pip install
-  autofaiss`); without one that side is skipped and said so.
+  autofaiss "faiss-cpu==1.7.4" "pyarrow<16"`: autofaiss 2.18 fails with faiss 1.15 (OPQMatrix's `M` keyword) and
+  pins numpy 1.x, which the newest pyarrow refuses); without one that side is skipped and said so.
 Memory is the serialized index (faiss.serialize_index), which is what it holds once loaded. Build time is wall time
 of the build call (for autofaiss inside its process: interpreter start-up is not counted).
 """
