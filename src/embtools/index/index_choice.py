@@ -38,7 +38,7 @@ _TEMPLATES = (
 # OPQ's rotation training took 53 s where IVF282,PQ8 took 6 s (11,000 32-d vectors, 2 busy cores): too slow to try
 # on every build, so candidates() proposes IVF-PQ without it; --factory OPQm,IVFn,PQm still builds one.
 OPQ_PROPOSED = False
-PQ_SHARES = (4, 8, 16, 32)  # PQ sizes tried: m = d/4 (one byte per 4 dimensions) ... d/32
+PQ_SHARES = (2, 4, 8, 16, 32)  # PQ sizes tried: m = d/2 (one byte per 2 dimensions, as SQ4) ... d/32
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def ivf_lists(n: int) -> int:
 
 def candidates(n: int, d: int) -> list[Candidate]:
     """Every index this toolkit considers for n d-dimensional vectors, most accurate first. PQ sizes m divide d
-    (m = d/4 ... d/32, at least 4); PQ needs 256 training points per sub-quantizer, so it is left out below
+    (m = d/2 ... d/32, at least 4); PQ needs 256 training points per sub-quantizer, so it is left out below
     MIN_POINTS_PER_LIST x 256 vectors, as IVF is below 2 x MIN_POINTS_PER_LIST."""
     nlist = ivf_lists(n)
     found = []
