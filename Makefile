@@ -42,7 +42,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
 
 bench: $(STAMP)
-	for b in encode index eval generate filter train memory_estimate load scale; do $(PY) bench/$$b.py; done
+	for b in encode index index_budget eval generate filter train memory_estimate load scale; do $(PY) bench/$$b.py; done
 
 docs: $(STAMP)
 	$(PY) -m embtools.help_docs > docs/commands.md

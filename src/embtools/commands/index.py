@@ -9,6 +9,7 @@ import click
 
 from embtools.cli import EmbtoolsGroup, common_options
 from embtools.command_runner import RecordRun, record_command
+from embtools.commands.index_budget_options import budget_from_options, budget_options
 from embtools.index.defaults import ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH
 
 
@@ -54,8 +55,11 @@ def main():
                                       "Env: EMBTOOLS_TRAIN_SIZE.")
 @click.option("--gpu", is_flag=True, envvar="EMBTOOLS_GPU",
               help="Build on the GPU with faiss-gpu (an error if it is not installed). Default: CPU.")
+@budget_options
 @common_options
-def build(run: RecordRun, output_dir, factory, overwrite, model, train_size, gpu, batch_size):
+@click.pass_context
+def build(ctx, run: RecordRun, output_dir, factory, overwrite, model, train_size, gpu, batch_size, max_memory,
+          min_recall, max_query_ms, tune_sample, tune_queries):
     """Index embeddings from FILEs (one after another: e.g. the shards of `emb-encode --shard`) or stdin into the
     folder DIR. A FILE is JSONL embedding records (`id`, `embedding`: floats or base64), or an npy or Parquet file
     of `emb-encode --format`, told apart by its first bytes.
@@ -67,12 +71,16 @@ def build(run: RecordRun, output_dir, factory, overwrite, model, train_size, gpu
     from embtools.index.inputs import read_inputs
     from embtools.index.vector_index import build_index
 
+    budget = budget_from_options(ctx, max_memory, min_recall, max_query_ms, tune_sample, tune_queries, gpu)
     started = time.perf_counter()
     checker = EmbeddingChecker()
     info, records = read_inputs(run, run.source, checker)
     meta = build_index(records, Path(output_dir), factory, overwrite=overwrite, model=model or info.model,
                        train_size=train_size, gpu=gpu, checker=checker, batch_size=batch_size,
-                       precision=info.precision)
+                       precision=info.precision, budget=budget)
+    if budget is not None:
+        from embtools.index.budgeted_build import choice_line
+        run.summarize(choice_line(meta["choice"]))
     run.summarize(f"{meta['count']} vectors ({meta['dim']}-d, {meta['factory']}) indexed into {output_dir} "
                   f"in {time.perf_counter() - started:.1f} s")
 

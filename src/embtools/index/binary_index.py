@@ -18,7 +18,7 @@ from embtools.errors import EmbtoolsError, InputError
 
 try:
     import faiss
-except ImportError:  # vector_index.require_faiss says so
+except ImportError:  # faiss_setup.require_faiss says so
     faiss = None
 
 

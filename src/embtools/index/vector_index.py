@@ -10,20 +10,29 @@ rest are added in batches; nothing beyond the training sample and one batch is h
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import orjson
 
 from embtools.errors import EmbtoolsError, InputError
 from embtools.index import binary_index as binary
+from embtools.index.budgeted_build import Budget, build_within_budget
 from embtools.index.defaults import ADD_BATCH, DEFAULT_EF_SEARCH, DEFAULT_FACTORY, DEFAULT_TRAIN_SIZE, SEARCH_BATCH
 from embtools.index.embedding_checks import EmbeddingChecker, Id, checked_records
+from embtools.index.faiss_setup import (
+    faiss_reason,
+    new_index,
+    require_faiss,
+    require_gpu,
+    set_parameter,
+    to_gpu,
+    train,
+)
 from embtools.index.folder import (
     FORMAT,
     FORMAT_VERSION,
@@ -45,14 +54,6 @@ except ImportError:  # neither extra (`cpu`: faiss-cpu, `gpu`: faiss-gpu) is ins
 
 log = logging.getLogger("embtools")
 
-POINTS_PER_CENTROID = 39  # below this many training points per centroid faiss warns that k-means is starved
-
-
-def default_nprobe(nlist: int) -> int:
-    """IVF lists visited per query unless told otherwise: nlist/8, at least 32 (all of a small index); measured
-    recall@10 on MiniLM SciFact embeddings is in docs/index.md."""
-    return min(nlist, max(32, nlist // 8))
-
 
 def _batches(rows: Iterable[Record], size: int) -> Iterator[list[Record]]:
     iterator = iter(rows)
@@ -71,86 +72,7 @@ def _normalized_matrix(rows: list[Record]) -> np.ndarray:
     return matrix
 
 
-def _faiss_reason(exc: Exception) -> str:
-    """faiss's C++ message without its 'Error in <signature> at <file>:<line>: ' preamble."""
-    return re.sub(r"^Error in .*? at \S+:\d+: ", "", str(exc).strip().splitlines()[0])
-
-
-# --- making and filling an index --------------------------------------------------------------------------------
-
-def require_faiss() -> None:
-    """EmbtoolsError (one line from the command) unless a faiss package is installed."""
-    if faiss is None:
-        raise EmbtoolsError("faiss is not installed: pip install 'embtools[cpu]', or 'embtools[gpu]' for faiss-gpu "
-                            "on a CUDA 12 machine (not both: docs/gpu.md)")
-
-
-def require_gpu() -> None:
-    """EmbtoolsError unless faiss-gpu is installed and sees a GPU."""
-    require_faiss()
-    if not hasattr(faiss, "StandardGpuResources"):
-        raise EmbtoolsError("--gpu needs faiss-gpu (pip install 'embtools[gpu]'); the installed faiss is CPU-only")
-    if faiss.get_num_gpus() == 0:
-        raise EmbtoolsError("--gpu: faiss-gpu sees no GPU")
-
-
-def _to_gpu(index: faiss.Index) -> faiss.Index:
-    """A copy of the index on the first GPU (faiss keeps its GPU resources alive with it)."""
-    try:
-        return faiss.index_cpu_to_all_gpus(index, ngpu=1)
-    except RuntimeError as exc:
-        raise EmbtoolsError(f"--gpu: this index type cannot run on a GPU: {_faiss_reason(exc)}") from None
-
-
-def new_index(dim: int, factory: str) -> faiss.Index:
-    """An empty inner-product index from a FAISS factory string, with this toolkit's search defaults set."""
-    try:
-        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise EmbtoolsError(f"--factory {factory!r} is not a FAISS index for {dim}-d vectors: "
-                            f"{_faiss_reason(exc)}") from None
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        ivf.nprobe = default_nprobe(ivf.nlist)
-    _set_parameter(index, "efSearch", DEFAULT_EF_SEARCH, required=False)
-    return index
-
-
-def _clusterings(index: faiss.Index) -> list[tuple[str, int, Any]]:
-    """The k-means runs training needs: (what, number of centroids, its ClusteringParameters)."""
-    found = []
-    if isinstance(index, faiss.IndexBinary):
-        codes = faiss.downcast_IndexBinary(index)
-        return [("IVF lists", codes.nlist, codes.cp)] if hasattr(codes, "nlist") else []
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        found.append(("IVF lists", ivf.nlist, ivf.cp))
-    pq = getattr(faiss.downcast_index(ivf if ivf is not None else index), "pq", None)
-    if pq is not None:
-        found.append(("PQ centroids", pq.ksub, pq.cp))
-    return found
-
-
-def _check_training_points(index: faiss.Index, count: int) -> None:
-    """Fail when there are fewer training vectors than centroids; say so in one line when there are few."""
-    for what, centroids, params in _clusterings(index):
-        if count < centroids:
-            raise InputError(f"{count} vectors cannot train {centroids} {what}: give at least {centroids} vectors "
-                             "or a smaller size in --factory")
-        wanted = POINTS_PER_CENTROID * centroids
-        if count < wanted:
-            log.warning(f"training {centroids} {what} on {count} vectors (faiss wants {wanted}); "
-                        "recall may suffer, a smaller size in --factory fits better")
-            params.min_points_per_centroid = 1  # we said it once; keep faiss from repeating it per sub-quantizer
-
-
-def _train(index: faiss.Index, sample: np.ndarray) -> None:
-    _check_training_points(index, len(sample))
-    try:
-        index.train(sample)
-    except RuntimeError as exc:
-        raise EmbtoolsError(f"training failed: {_faiss_reason(exc)}") from None
-
+# --- filling an index --------------------------------------------------------------------------------
 
 def _add(index: faiss.Index, rows: list[Record], ids_out: IO[bytes]) -> int:
     """Add the rows' vectors to the index and their ids to ids_out, in the same order; return how many."""
@@ -166,12 +88,22 @@ def _fill(index: faiss.Index, rows: Iterator[Record], ids_out: IO[bytes], train_
     added = trained_on = 0
     if not index.is_trained:
         sample = list(islice(rows, train_size))
-        _train(index, _normalized_matrix(sample))
+        train(index, _normalized_matrix(sample))
         trained_on = len(sample)
         added = sum(_add(index, batch, ids_out) for batch in _batches(sample, batch_size))
         del sample
     added += sum(_add(index, batch, ids_out) for batch in _batches(rows, batch_size))
     return added, trained_on
+
+
+def _build(rows: Iterator[Record], folder: Path, dim: int, factory: str, is_binary: bool, gpu: bool,
+           train_size: int, batch_size: int) -> tuple[faiss.Index, int, int]:
+    """(index, count, trained_on) of the factory's index filled with the rows; their ids go to folder/ids.jsonl."""
+    index = binary.new_binary_index(dim, factory, DEFAULT_EF_SEARCH) if is_binary else new_index(dim, factory)
+    with open(folder / IDS_FILE, "wb") as ids_out:
+        working = to_gpu(index) if gpu else index
+        count, trained_on = _fill(working, rows, ids_out, train_size, batch_size)
+    return (faiss.index_gpu_to_cpu(working) if gpu else index), count, trained_on
 
 
 # --- writing the folder ------------------------------------------------------------------------------------------
@@ -182,6 +114,8 @@ def _write_folder(folder: Path, index: faiss.Index, meta: dict) -> None:
         binary.write_binary(index, folder / INDEX_FILE)
     else:
         faiss.write_index(index, str(folder / INDEX_FILE))
+    if "choice" in meta:  # chosen by --max-memory: what the estimate came to
+        meta["choice"]["actual_bytes"] = (folder / INDEX_FILE).stat().st_size
     write_meta(folder, meta)
 
 
@@ -219,7 +153,7 @@ def _record_model(record: Record) -> str | None:
 def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT_FACTORY, *, overwrite: bool = False,
                 model: str | None = None, train_size: int = DEFAULT_TRAIN_SIZE, gpu: bool = False,
                 checker: EmbeddingChecker | None = None, batch_size: int = ADD_BATCH,
-                precision: str = "float32") -> dict:
+                precision: str = "float32", budget: Budget | None = None) -> dict:
     """Build an index folder at out_dir from embedding records (float lists or base64), atomically; return its meta.
 
     `precision` is the input's (records/vector_precision.py): ubinary records (packed uint8 bits) build a binary
@@ -243,16 +177,21 @@ def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT
     if is_binary != (first["embedding"].dtype == np.uint8):
         raise InputError(f"{precision} input but {first['embedding'].dtype} vectors")
     dim = first["embedding"].size * (8 if is_binary else 1)
-    index = binary.new_binary_index(dim, factory, DEFAULT_EF_SEARCH) if is_binary else new_index(dim, factory)
+    if budget is not None and (is_binary or gpu):
+        raise EmbtoolsError("--max-memory chooses among float indexes on the CPU: not for ubinary input or --gpu")
     if is_binary and gpu:
         raise EmbtoolsError("--gpu builds float indexes only; build binary ones on the CPU")
     with atomic_dir(out_dir, overwrite) as folder:
-        with open(folder / IDS_FILE, "wb") as ids_out:
-            working = _to_gpu(index) if gpu else index
-            count, trained_on = _fill(working, chain([first], rows), ids_out, train_size, batch_size)
-            index = faiss.index_gpu_to_cpu(working) if gpu else index
+        if budget is not None:
+            index, count, trained_on, choice = build_within_budget(chain([first], rows), folder, budget,
+                                                                   train_size=train_size, batch_size=batch_size)
+            factory = choice["factory"]
+        else:
+            index, count, trained_on = _build(chain([first], rows), folder, dim, factory, is_binary, gpu,
+                                              train_size, batch_size)
         meta = _meta(index, model=model or _record_model(first), dim=dim, factory=factory, count=count,
                      trained_on=trained_on, precision=precision)
+        meta.update({"choice": choice} if budget is not None else {})
         _write_folder(folder, index, meta)
     return meta
 
@@ -295,17 +234,6 @@ def checker_for_index(index_dir: Path) -> EmbeddingChecker:
                             read_ids(Path(index_dir), meta["count"]), binary=is_binary)
 
 
-def _set_parameter(index: faiss.Index, name: str, value: int | None, required: bool = True) -> None:
-    """Set a search parameter (nprobe, efSearch) through faiss.ParameterSpace, wrappers included."""
-    if value is None:
-        return
-    try:
-        faiss.ParameterSpace().set_index_parameter(index, name, value)
-    except RuntimeError:
-        if required:
-            raise EmbtoolsError(f"{name} does not apply to this index ({type(index).__name__})") from None
-
-
 def _read_faiss(path: Path, mmap: bool) -> faiss.Index:
     """faiss.read_index, memory-mapped where the index type allows it, read into memory otherwise."""
     if not path.is_file():
@@ -318,7 +246,7 @@ def _read_faiss(path: Path, mmap: bool) -> faiss.Index:
     try:
         return faiss.read_index(str(path))
     except RuntimeError as exc:
-        raise EmbtoolsError(f"{path} is corrupt: {_faiss_reason(exc)}") from None
+        raise EmbtoolsError(f"{path} is corrupt: {faiss_reason(exc)}") from None
 
 
 class VectorIndex:
@@ -330,7 +258,8 @@ class VectorIndex:
     @classmethod
     def load(cls, index_dir: Path, *, mmap: bool = True, nprobe: int | None = None, ef_search: int | None = None,
              gpu: bool = False) -> VectorIndex:
-        """Open an index folder for search; nprobe / ef_search override the defaults stored in the index."""
+        """Open an index folder for search; nprobe / ef_search override the setting `emb-index build --max-memory`
+        chose (index.json's choice.search_params), which overrides the defaults stored in the index."""
         require_faiss()
         index_dir = Path(index_dir)
         meta = read_meta(index_dir)
@@ -341,14 +270,15 @@ class VectorIndex:
         if index.ntotal != len(ids) or index.d != meta["dim"]:
             raise EmbtoolsError(f"{index_dir} is inconsistent: {INDEX_FILE} holds {index.ntotal} {index.d}-d "
                                 f"vectors, {META_FILE} says {meta['count']} {meta['dim']}-d")
-        set_parameter = binary.set_binary_parameter if is_binary else _set_parameter
-        set_parameter(index, "nprobe", nprobe)
-        set_parameter(index, "efSearch", ef_search)
+        set_search = binary.set_binary_parameter if is_binary else set_parameter
+        chosen = (meta.get("choice") or {}).get("search_params") or {}  # what --max-memory measured and chose
+        set_search(index, "nprobe", nprobe or chosen.get("nprobe"))
+        set_search(index, "efSearch", ef_search or chosen.get("efSearch"))
         if gpu and is_binary:
             raise EmbtoolsError("--gpu searches float indexes only")
         if gpu:
             require_gpu()
-            index = _to_gpu(index)
+            index = to_gpu(index)
         return cls(index, ids, meta)
 
     @property
