@@ -99,7 +99,7 @@ def assert_same_weights(a: Path, b: Path, atol: float = 1e-6) -> None:
         np.testing.assert_allclose(left[name], right[name], atol=atol, err_msg=name)
 
 
-def test_output_loads_the_same_in_emb_encode_and_sentence_transformers(smollm, examples, tmp_path):
+def test_output_loads_the_same_in_emb_encode_and_sentence_transformers(smollm, examples, tmp_path, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
     from embtools.encode.encoder import Encoder, EncodeSettings
@@ -114,6 +114,7 @@ def test_output_loads_the_same_in_emb_encode_and_sentence_transformers(smollm, e
     assert (out / "loss.png").stat().st_size > 1000 and (out / "adapter_config.json").exists()
     texts = ["Vitamin D deficiency is linked to bone loss.", "The sky is blue."]
     ours = Encoder(str(out), EncodeSettings(dtype="float32"))
+    monkeypatch.chdir(out)  # transformers resolves the adapter's relative base against the working directory
     theirs = SentenceTransformer(str(out), device="cpu")
     np.testing.assert_allclose(theirs.encode(texts), ours.encode(texts), atol=1e-5)
     queries = theirs.encode(texts, prompt_name="query")
