@@ -208,6 +208,25 @@ def test_line_counts_give_totals_only_where_they_are_cheap(tmp_path):
     assert count_lines(tmp_path / "two.jsonl.gz") is None and count_lines("-") is None and count_lines(None) is None
 
 
+def test_a_run_without_a_bar_never_counts_its_input(capsys):
+    """A line count reads the whole input once more: only a drawn bar may pay for it."""
+    from embtools.progress import Bar
+
+    calls = []
+
+    def total() -> int:
+        calls.append(1)
+        return 4
+
+    with Bar("off", total, on=False) as bar:
+        bar.update(2)
+    assert calls == []
+    with Bar("on", total, on=True) as bar:
+        bar.update(2)
+        bar.update(2)
+    assert calls == [1] and "4/4" in capsys.readouterr().err
+
+
 def test_brainstorm_counts_its_lists(tmp_path):
     from chat_server import ChatServer
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -62,10 +62,12 @@ class Bar:
 
     `update(n, **fields)` advances by n units; a field named in `rates` is a running total shown per second
     (`tokens` -> `tokens/s 1375`), any other is shown as given (`loss 0.4521`, `stage corpus`, `cached 3/10`).
+    `total` may be a function (a line count of the input): called only when the bar is drawn, so a run without a
+    bar never pays for it.
     """
 
-    def __init__(self, desc: str, total: int | None = None, unit: str = "it", rates: tuple[str, ...] = (),
-                 initial: int = 0, on: bool | None = None):
+    def __init__(self, desc: str, total: int | Callable[[], int | None] | None = None, unit: str = "it",
+                 rates: tuple[str, ...] = (), initial: int = 0, on: bool | None = None):
         self.rates, self.counts, self.fields = rates, Counter(), {}
         self._shape = (desc, total, unit, initial)
         self._on = enabled() if on is None else on
@@ -114,7 +116,8 @@ class Bar:
 NO_BAR = Bar("", on=False)
 
 
-def track(items: Iterable, desc: str, total: int | None = None, unit: str = "it") -> Iterator:
+def track(items: Iterable, desc: str, total: int | Callable[[], int | None] | None = None,
+          unit: str = "it") -> Iterator:
     """The items, one bar unit each; the bar closes when they run out (or the reader stops)."""
     with Bar(desc, total, unit) as bar:
         for item in items:
@@ -122,9 +125,12 @@ def track(items: Iterable, desc: str, total: int | None = None, unit: str = "it"
             bar.update()
 
 
-def _tqdm(desc: str, total: int | None, unit: str, initial: int):
+def _tqdm(desc: str, total: int | Callable[[], int | None] | None, unit: str, initial: int):
     global _drawn
     from tqdm import tqdm
+
+    if callable(total):
+        total = total()
 
     _drawn += 1
     return tqdm(desc=desc, total=total, unit=f" {unit}", initial=initial, file=sys.stderr, dynamic_ncols=True,

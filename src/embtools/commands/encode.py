@@ -109,7 +109,7 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
     if resume_print:
         read_ledger(progress_folder(run.output), resume_print)  # refuse a changed run before the model loads
     encoder = Encoder(model, settings)
-    total = shard_share(count_lines(source), shard) if world_size() == 1 else None  # else rank 0 shows its share
+    total = (lambda: shard_share(count_lines(source), shard)) if world_size() == 1 else None  # else rank 0's share
     with attached(encoder, Bar("encode", total, unit="text", rates=("tokens",))):
         written = encode_to_output(records, encoder, instruction, output,
                                    stdout=run.stream if fmt == "jsonl" and is_main_process() else None,

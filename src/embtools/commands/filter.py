@@ -158,8 +158,8 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
     stats = FilterStats()
     miner = None
     from_beir = tuple(beir_folder(source) for source in from_beir)  # a hub data set is downloaded now
-    records = track(input_examples(run.source or (), from_beir, from_sts, run.input_rejects, split, instruction,
-                                   min_score), "filter", input_total(run.source or (), from_beir, from_sts), "record")
+    examples = input_examples(run.source or (), from_beir, from_sts, run.input_rejects, split, instruction, min_score)
+    records = track(examples, "filter", lambda: input_total(run.source or (), from_beir, from_sts), "record")
     kept = filter_examples(records, checks, run.rejects, stats, settings.batch_size)
     if mine_negatives:
         from embtools.encode.embedding_cache import EmbeddingCache

@@ -74,7 +74,8 @@ def main(run: RecordRun, task_type, num_examples, languages, shard, model, base_
     if dry_run:
         info(dry_run_summary(jobs, cache, max_new_tokens or EXAMPLE_COMPLETION_GUESS))
         return
-    total = shard_share(num_examples, shard) if task_type else shard_share(count_lines(run.source), shard, num_examples)
+    total = shard_share(num_examples, shard) if task_type else \
+        (lambda: shard_share(count_lines(run.source), shard, num_examples))  # counted only if a bar is drawn
     run.summarize(run_to_output("examples", jobs, example_records, settings, sampling.model, cache=cache,
                                 stream=run.stream, flush=run.streams_to_stdout, sink=run.open_rejects(answer_rejects),
                                 budget=Budget(max_requests, max_tokens), total=total))

@@ -172,7 +172,7 @@ def progress_fields(stats: RunStats, budget: Budget) -> dict[str, str | int]:
 
 def run_to_output(noun: str, jobs: Iterable[Job], convert: Converter, settings: GeneratorSettings, model: str, *,
                   cache: ResponseCache | None, stream: IO[bytes], flush: bool, sink: RejectSink, budget: Budget,
-                  dedup_field: str | None = None, total: int | None = None) -> str:
+                  dedup_field: str | None = None, total: int | Callable[[], int | None] | None = None) -> str:
     """Answer the jobs (`total` of them, if known), write their records to `stream` (each flushed with `flush`:
     streamed to stdout) and the answers that are no records to `sink`; return the summary line."""
     started = time.perf_counter()
