@@ -3,10 +3,12 @@ the ablation comes from (the labeled sets are SciFact train and STS Benchmark tr
 decontaminated against STS Benchmark dev):
 
 - OUT/STSDevGenreClassification/: a classification folder (train.jsonl, test.jsonl; `text`, `label`): `sentence1`
-  labelled by the pair's genre (news, captions, forums); the first TRAIN of each genre for training, the next TEST
-  for the test split. emb-eval scores it with mteb's protocol (8 samples per label, 10 experiments).
+  labelled by the pair's genre (news, captions, forums); of each genre's distinct sentences the first TRAIN for
+  training, the next TEST for the test split. emb-eval scores it with mteb's protocol (8 samples per label, 10
+  experiments).
 - OUT/STSDevParaphraseRetrieval/: a BEIR folder, Quora-duplicates style: each `sentence1` of a pair scored >= 4 is a
-  query whose relevant document is its `sentence2`; the corpus is every distinct `sentence2` of the dev set.
+  query (`q` + its line number) whose relevant document is its `sentence2`; the corpus is every distinct
+  `sentence2` of the dev set.
 
     python examples/heldout_tasks.py DATA/stsbenchmark/dev.jsonl OUT [--train 60 --test 150]
 
@@ -23,11 +25,11 @@ from pathlib import Path
 
 
 def genre_classification(rows: list[dict], train: int, test: int) -> dict[str, list[dict]]:
-    by_genre: dict[str, list[str]] = {}
+    by_genre: dict[str, dict[str, None]] = {}  # each genre's distinct sentences, in file order
     for row in rows:
-        by_genre.setdefault(row["genre"].removeprefix("main-"), []).append(row["sentence1"])
+        by_genre.setdefault(row["genre"].removeprefix("main-"), {})[row["sentence1"]] = None
     return {split: [{"text": text, "label": genre} for genre, texts in sorted(by_genre.items())
-                    for text in texts[part]]
+                    for text in list(texts)[part]]
             for split, part in (("train", slice(0, train)), ("test", slice(train, train + test)))}
 
 
@@ -37,11 +39,11 @@ def doc_id(text: str) -> str:
 
 def paraphrase_retrieval(rows: list[dict], min_score: float = 4.0) -> dict[str, list]:
     corpus = {doc_id(row["sentence2"]): row["sentence2"] for row in rows}
-    pairs = [row for row in rows if row["score"] >= min_score]
+    pairs = [(f"q{line}", row) for line, row in enumerate(rows, start=1) if row["score"] >= min_score]
     return {"corpus.jsonl": [{"_id": key, "title": "", "text": text} for key, text in corpus.items()],
-            "queries.jsonl": [{"_id": f"q{row['sid']}", "text": row["sentence1"]} for row in pairs],
+            "queries.jsonl": [{"_id": query, "text": row["sentence1"]} for query, row in pairs],
             "qrels/test.tsv": [("query-id", "corpus-id", "score")]
-            + [(f"q{row['sid']}", doc_id(row["sentence2"]), 1) for row in pairs]}
+            + [(query, doc_id(row["sentence2"]), 1) for query, row in pairs]}
 
 
 def write_folder(folder: Path, files: dict[str, list]) -> None:
