@@ -236,11 +236,16 @@ def require_string(record: Record, field: str, *, optional: bool = False) -> str
     return value
 
 
+def is_id(value: object) -> bool:
+    """Whether a value can be a record's id: a string or an integer (not a boolean)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
 def require_id(record: Record) -> str | int:
     """The record's id: a string or an integer, kept as given."""
     if "id" not in record:
         raise InputError('field "id" is missing')
     value = record["id"]
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
+    if not is_id(value):
         raise InputError(f'field "id" must be a string or an integer, got {type(value).__name__}')
     return value
