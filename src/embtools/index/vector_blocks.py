@@ -42,10 +42,10 @@ class VectorBlock:
 
     def normalized(self) -> np.ndarray:
         """The vectors as a C-contiguous float32 matrix, each row L2-normalized (faiss.normalize_L2); packed ubinary
-        rows as they are. A copy whenever the block's matrix is not already a private float32 one."""
+        rows as they are. Always a copy: the block may be normalized again (a training sample is then added)."""
         if self.binary:
             return np.ascontiguousarray(self.vectors)
-        matrix = np.require(self.vectors, np.float32, ["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
+        matrix = np.array(self.vectors, dtype=np.float32, order="C")
         faiss.normalize_L2(matrix)
         return matrix
 
