@@ -7,16 +7,20 @@ batch, shard and training-sample boundaries at different rows.
 
 from __future__ import annotations
 
+import re
 from itertools import chain
 
 import numpy as np
+import orjson
 import pytest
 
 from conftest import read_jsonl, run_cli
 from embtools.commands.index import main as emb_index
+from embtools.errors import InputError
 from embtools.index import inputs
 from embtools.index.vector_index import VectorIndex, build_index
 from embtools.records.embedding_files import embedding_records
+from embtools.records.jsonl import MAX_NESTING, parse_line, parse_lines
 from test_index import _embedding_file, clustered_vectors
 
 SIZES = (100, 70, 130)
@@ -130,3 +134,19 @@ def test_a_file_of_another_dimension_is_refused_at_its_first_row(tmp_path):
     assert code == 1 and err[-1] == f'emb-index: error: {wide}: row 1: id "w0": dimension 24 expected, got 32'
     code, _, err = run_cli(emb_index, ["build", paths[0], wide, "-o", tmp_path / "mixed"])
     assert code == 1 and "wide.npy holds 32-d float32 vectors" in err[-1]
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING, MAX_NESTING + 1])
+def test_an_ids_block_is_parsed_as_line_by_line(depth):
+    """parse_lines (the ids sidecar, a block at a time) gives what parse_line gives each line, errors included."""
+    flat = [orjson.dumps({"id": f"d{i}", "n": i}) + b"\n" for i in range(300)]
+    deep = b'{"id": 1, "meta": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}\n"
+    assert parse_lines(flat) == [parse_line(line) for line in flat]
+    for lines in (flat + [deep], flat[:1] + [b'{"id": 1}, {"id": 2}\n'], flat[:1] + [b"[1]\n"]):
+        try:
+            expected = [parse_line(line) for line in lines]
+        except InputError as exc:
+            with pytest.raises(InputError, match=re.escape(str(exc))):
+                parse_lines(lines)
+        else:
+            assert parse_lines(lines) == expected

@@ -43,7 +43,7 @@ class EmbeddingChecker:
         if vectors.dtype != np.uint8 and not all_finite(vectors):
             return False
         ids = [record.get("id") for record in records]
-        if not all(is_id(value) for value in ids):
+        if not ({type(value) for value in ids} <= {str, int} or all(map(is_id, ids))):  # exact str, int: ids
             return False
         if self.unique:
             if len(set(ids)) != len(ids) or not self.seen.isdisjoint(ids):

@@ -65,7 +65,7 @@ def _checked_blocks(source: str, info: EmbeddingFileInfo, chunks: Iterator, chec
 
     done = 0
     for records, stored in chunks:
-        vectors = dequantize(stored, info.precision, info.ranges)
+        vectors = dequantize(stored, info.precision, info.ranges, copy=False)  # VectorBlock.normalized() copies
         if checker.passes_block(records, vectors):
             yield VectorBlock(records, vectors)
         else:
