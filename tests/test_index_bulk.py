@@ -150,3 +150,14 @@ def test_an_ids_block_is_parsed_as_line_by_line(depth):
                 parse_lines(lines)
         else:
             assert parse_lines(lines) == expected
+
+
+def test_a_max_memory_build_spools_the_blocks_with_their_ids(tmp_path):
+    paths, vectors = shards(tmp_path, "npy")
+    code, _, err = run_cli(emb_index, ["build", *paths, "-o", tmp_path / "ix", "--max-memory", "1M",
+                                       "--batch-size", 50])
+    assert code == 0, err
+    index = VectorIndex.load(tmp_path / "ix")
+    assert index.ids == [f"d{i}" for i in range(300)] and "choice" in index.meta
+    rows = np.arange(0, 300, 15)  # rows of every shard and block: each finds itself
+    assert [hits[0][0] for hits in index.search(vectors[rows], 1)] == [f"d{i}" for i in rows]
