@@ -74,7 +74,7 @@ def build(ctx, run: RecordRun, output_dir, factory, overwrite, model, train_size
     budget = budget_from_options(ctx, max_memory, min_recall, max_query_ms, tune_sample, tune_queries, gpu)
     started = time.perf_counter()
     checker = EmbeddingChecker()
-    info, records = read_inputs(run, run.source, checker)
+    info, records = read_inputs(run, run.source, checker, bulk=True)
     meta = build_index(records, Path(output_dir), factory, overwrite=overwrite, model=model or info.model,
                        train_size=train_size, gpu=gpu, checker=checker, batch_size=batch_size,
                        precision=info.precision, budget=budget)
@@ -99,7 +99,7 @@ def add(run: RecordRun, index_dir, batch_size):
 
     started = time.perf_counter()
     checker = checker_for_index(Path(index_dir))
-    _info, records = read_inputs(run, [run.source] if run.source else None, checker)
+    _info, records = read_inputs(run, [run.source] if run.source else None, checker, bulk=True)
     meta = add_to_index(records, Path(index_dir), checker=checker, batch_size=batch_size)
     run.summarize(f"{index_dir} now holds {meta['count']} vectors ({time.perf_counter() - started:.1f} s)")
 

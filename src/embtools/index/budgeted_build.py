@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from embtools.errors import EmbtoolsError, InputError
 from embtools.index.defaults import DEFAULT_TRAIN_SIZE
-from embtools.index.faiss_setup import clusterings, faiss, new_index, train
+from embtools.index.faiss_setup import clusterings, new_index, train
 from embtools.index.folder import IDS_FILE
 from embtools.index.index_choice import Candidate, candidates, format_bytes, within_budget
 from embtools.index.index_tuning import Goal, Setting, exact_neighbors, sweep, sweep_values
 from embtools.index.spooled_vectors import SpooledVectors
-from embtools.records.jsonl import Record
+from embtools.index.vector_blocks import VectorBlock
 
 log = logging.getLogger("embtools")
 SPOOL_FILE = "vectors.spool"
@@ -47,28 +46,16 @@ class Budget:
     tune_queries: int
 
 
-def spool(rows: Iterable[Record], folder: Path, batch_size: int) -> SpooledVectors:
-    """Write the rows' ids to folder/ids.jsonl and their L2-normalized vectors to a spool file beside it."""
+def spool(blocks: Iterable[VectorBlock], folder: Path) -> SpooledVectors:
+    """Write the blocks' ids to folder/ids.jsonl and their L2-normalized vectors to a spool file beside it."""
     spooled = None
     with open(folder / IDS_FILE, "wb") as ids_out:
-        batch: list[Record] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) == batch_size:
-                spooled = _spool_batch(batch, spooled, folder, ids_out)
-                batch = []
-        spooled = _spool_batch(batch, spooled, folder, ids_out) if batch else spooled
+        for block in blocks:
+            spooled = spooled or SpooledVectors(folder / SPOOL_FILE, block.vectors.shape[1])
+            spooled.append(block.normalized())
+            block.write_ids(ids_out)
     if spooled is None:
         raise InputError("no embeddings to index")
-    return spooled
-
-
-def _spool_batch(batch: list[Record], spooled: SpooledVectors | None, folder: Path, ids_out) -> SpooledVectors:
-    matrix = np.ascontiguousarray(np.stack([row["embedding"] for row in batch]), dtype=np.float32)
-    faiss.normalize_L2(matrix)
-    spooled = spooled or SpooledVectors(folder / SPOOL_FILE, matrix.shape[1])
-    spooled.append(matrix)
-    ids_out.write(b"".join(orjson.dumps(row["id"]) + b"\n" for row in batch))
     return spooled
 
 
@@ -186,12 +173,12 @@ def verify(index, candidate: Candidate, value: int | None, spooled: SpooledVecto
     return setting
 
 
-def build_within_budget(rows: Iterable[Record], folder: Path, budget: Budget, *,
+def build_within_budget(blocks: Iterable[VectorBlock], folder: Path, budget: Budget, *,
                         train_size: int = DEFAULT_TRAIN_SIZE, batch_size: int = 4096):
-    """(index, count, trained_on, choice) of the index chosen for the budget, built from the checked float rows;
+    """(index, count, trained_on, choice) of the index chosen for the budget, built from blocks of checked float rows;
     ids.jsonl is written into `folder`, the spool file there is removed."""
     goal = budget.goal
-    spooled = spool(rows, folder, batch_size)
+    spooled = spool(blocks, folder)
     try:
         n, d = spooled.count, spooled.dim
         fitting = within_budget(candidates(n, d), budget.max_bytes)

@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 
 from embtools.errors import InputError
-from embtools.records.embeddings import read_embedding
-from embtools.records.jsonl import Record
+from embtools.records.embeddings import all_finite, read_embedding
+from embtools.records.jsonl import Record, is_id
 
 Id = str | int
 
@@ -31,6 +31,26 @@ class EmbeddingChecker:
         self.dim, self.binary = dim, binary  # binary: `dim` counts the bytes of packed ubinary bits
         self.unique = unique
         self.seen: set[Id] = set(known_ids) if unique else set()
+
+    def passes_block(self, records: list[Record], vectors: np.ndarray) -> bool:
+        """Whether every row of a block (records without `embedding`, their vectors as one float32 or uint8 matrix)
+        passes the checks __call__ makes, done on the whole block; if so its ids count as seen. False when any row
+        fails (nothing is then recorded): check the rows one by one with __call__, whose errors say which and why."""
+        if vectors.ndim != 2 or len(vectors) != len(records) or vectors.shape[1] == 0:
+            return False
+        if (self.binary and vectors.dtype != np.uint8) or (self.dim is not None and vectors.shape[1] != self.dim):
+            return False
+        if vectors.dtype != np.uint8 and not all_finite(vectors):
+            return False
+        ids = [record.get("id") for record in records]
+        if not ({type(value) for value in ids} <= {str, int} or all(map(is_id, ids))):  # exact str, int: ids
+            return False
+        if self.unique:
+            if len(set(ids)) != len(ids) or not self.seen.isdisjoint(ids):
+                return False
+            self.seen.update(ids)
+        self.dim = vectors.shape[1]
+        return True
 
     def __call__(self, record: Record) -> Record:
         record_id, vector = read_embedding(record)

@@ -3,8 +3,9 @@
 The folder's format (index.faiss, ids.jsonl, index.json) and its checks: index/folder.py.
 
 Vectors are L2-normalized on insertion and queries before search, so a score is the cosine similarity.
-Input streams: a trainable index (IVF, PQ, SQ) trains on the first `train_size` vectors, which it then adds, and the
-rest are added in batches; nothing beyond the training sample and one batch is held outside the index itself.
+Input streams (records, or blocks of rows: index/vector_blocks.py) go in blocks of the add batch: a trainable index
+(IVF, PQ, SQ) trains on the first `train_size` vectors, which it then adds, and the rest are added block by block;
+nothing beyond the training sample and one block is held outside the index itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-import orjson
 
 from embtools.errors import EmbtoolsError, InputError
 from embtools.index import binary_index as binary
@@ -43,6 +43,7 @@ from embtools.index.folder import (
     read_meta,
     write_meta,
 )
+from embtools.index.vector_blocks import VectorBlock, blocks_of
 from embtools.records.atomic import atomic_dir, check_output_dir
 from embtools.records.jsonl import Record
 from embtools.records.vector_precision import stored_width
@@ -55,54 +56,49 @@ except ImportError:  # neither extra (`cpu`: faiss-cpu, `gpu`: faiss-gpu) is ins
 log = logging.getLogger("embtools")
 
 
-def _batches(rows: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    iterator = iter(rows)
-    while batch := list(islice(iterator, size)):
-        yield batch
+def _add(index: faiss.Index, block: VectorBlock, ids_out: IO[bytes]) -> int:
+    """Add the block's vectors to the index and its ids to ids_out, in the same order; return how many."""
+    index.add(block.normalized())
+    block.write_ids(ids_out)
+    return len(block)
 
 
-def _normalized_matrix(rows: list[Record]) -> np.ndarray:
-    """The rows' vectors as one float32 matrix, each row L2-normalized (faiss.normalize_L2); packed ubinary rows
-    (uint8) as one byte matrix."""
-    matrix = np.stack([row["embedding"] for row in rows])
-    if matrix.dtype == np.uint8:
-        return np.ascontiguousarray(matrix)
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    faiss.normalize_L2(matrix)
-    return matrix
+def _training_blocks(blocks: Iterator[VectorBlock], size: int) -> tuple[list[VectorBlock], Iterator[VectorBlock]]:
+    """(the first `size` rows as blocks, the blocks after them): a block across the boundary is cut in two."""
+    sample: list[VectorBlock] = []
+    count = 0
+    for block in blocks:
+        if count + len(block) >= size:
+            cut = size - count
+            sample.append(block[:cut])
+            return sample, chain([block[cut:]] if cut < len(block) else [], blocks)
+        sample.append(block)
+        count += len(block)
+    return sample, iter(())
 
 
-# --- filling an index --------------------------------------------------------------------------------
-
-def _add(index: faiss.Index, rows: list[Record], ids_out: IO[bytes]) -> int:
-    """Add the rows' vectors to the index and their ids to ids_out, in the same order; return how many."""
-    index.add(_normalized_matrix(rows))
-    ids_out.write(b"".join(orjson.dumps(row["id"]) + b"\n" for row in rows))
-    return len(rows)
-
-
-def _fill(index: faiss.Index, rows: Iterator[Record], ids_out: IO[bytes], train_size: int,
-          batch_size: int) -> tuple[int, int]:
+def _fill(index: faiss.Index, blocks: Iterator[VectorBlock], ids_out: IO[bytes], train_size: int
+          ) -> tuple[int, int]:
     """Train the index if it needs it (on the first train_size rows), then add every row.
     Returns (added, trained on)."""
     added = trained_on = 0
     if not index.is_trained:
-        sample = list(islice(rows, train_size))
-        train(index, _normalized_matrix(sample))
-        trained_on = len(sample)
-        added = sum(_add(index, batch, ids_out) for batch in _batches(sample, batch_size))
+        sample, blocks = _training_blocks(blocks, train_size)
+        train(index, np.concatenate([block.normalized() for block in sample]))
+        trained_on = sum(len(block) for block in sample)
+        added = sum(_add(index, block, ids_out) for block in sample)
         del sample
-    added += sum(_add(index, batch, ids_out) for batch in _batches(rows, batch_size))
+    added += sum(_add(index, block, ids_out) for block in blocks)
     return added, trained_on
 
 
-def _build(rows: Iterator[Record], folder: Path, dim: int, factory: str, is_binary: bool, gpu: bool,
-           train_size: int, batch_size: int) -> tuple[faiss.Index, int, int]:
-    """(index, count, trained_on) of the factory's index filled with the rows; their ids go to folder/ids.jsonl."""
+def _build(blocks: Iterator[VectorBlock], folder: Path, dim: int, factory: str, is_binary: bool, gpu: bool,
+           train_size: int) -> tuple[faiss.Index, int, int]:
+    """(index, count, trained_on) of the factory's index filled with the blocks; their ids go to folder/ids.jsonl."""
     index = binary.new_binary_index(dim, factory, DEFAULT_EF_SEARCH) if is_binary else new_index(dim, factory)
     with open(folder / IDS_FILE, "wb") as ids_out:
         working = to_gpu(index) if gpu else index
-        count, trained_on = _fill(working, rows, ids_out, train_size, batch_size)
+        count, trained_on = _fill(working, blocks, ids_out, train_size)
     return (faiss.index_gpu_to_cpu(working) if gpu else index), count, trained_on
 
 
@@ -150,9 +146,9 @@ def _record_model(record: Record) -> str | None:
 
 # --- the public API --------------------------------------------------------------------------------------------------
 
-def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT_FACTORY, *, overwrite: bool = False,
-                model: str | None = None, train_size: int = DEFAULT_TRAIN_SIZE, gpu: bool = False,
-                checker: EmbeddingChecker | None = None, batch_size: int = ADD_BATCH,
+def build_index(records: Iterable[Record | VectorBlock], out_dir: Path, factory: str = DEFAULT_FACTORY, *,
+                overwrite: bool = False, model: str | None = None, train_size: int = DEFAULT_TRAIN_SIZE,
+                gpu: bool = False, checker: EmbeddingChecker | None = None, batch_size: int = ADD_BATCH,
                 precision: str = "float32", budget: Budget | None = None) -> dict:
     """Build an index folder at out_dir from embedding records (float lists or base64), atomically; return its meta.
 
@@ -160,67 +156,69 @@ def build_index(records: Iterable[Record], out_dir: Path, factory: str = DEFAULT
     index of the float factory's binary form (index/binary_index.py), every other a float index.
 
     `records` are checked here (errors name the record's position), unless `checker` is the EmbeddingChecker they
-    already went through (as read_records' validator: errors then name lines, and --skip-invalid can skip).
-    `model` defaults to the first record's meta.model. InputError for bad or no input; EmbtoolsError for an
-    existing out_dir without `overwrite`, a bad factory string or too few vectors to train on.
+    already went through (as read_records' validator: errors then name lines, and --skip-invalid can skip); then
+    the stream may also hold VectorBlocks that passed it (index/inputs.py's bulk path). `model` defaults to the
+    first record's meta.model. InputError for bad or no input; EmbtoolsError for an existing out_dir without
+    `overwrite`, a bad factory string or too few vectors to train on.
     """
     require_faiss()
     out_dir = Path(out_dir)
     check_output_dir(out_dir, overwrite)
     if gpu:
         require_gpu()
-    rows = iter(records) if checker else checked_records(records, EmbeddingChecker())
-    first = next(rows, None)
+    blocks = blocks_of(records if checker else checked_records(records, EmbeddingChecker()), batch_size)
+    first = next(blocks, None)
     if first is None:
         raise InputError("no embeddings to index")
     is_binary = precision == "ubinary"
-    if is_binary != (first["embedding"].dtype == np.uint8):
-        raise InputError(f"{precision} input but {first['embedding'].dtype} vectors")
-    dim = first["embedding"].size * (8 if is_binary else 1)
+    if is_binary != first.binary:
+        raise InputError(f"{precision} input but {first.vectors.dtype} vectors")
+    dim = first.vectors.shape[1] * (8 if is_binary else 1)
     if budget is not None and (is_binary or gpu):
         raise EmbtoolsError("--max-memory chooses among float indexes on the CPU: not for ubinary input or --gpu")
     if is_binary and gpu:
         raise EmbtoolsError("--gpu builds float indexes only; build binary ones on the CPU")
     with atomic_dir(out_dir, overwrite) as folder:
         if budget is not None:
-            index, count, trained_on, choice = build_within_budget(chain([first], rows), folder, budget,
+            index, count, trained_on, choice = build_within_budget(chain([first], blocks), folder, budget,
                                                                    train_size=train_size, batch_size=batch_size)
             factory = choice["factory"]
         else:
-            index, count, trained_on = _build(chain([first], rows), folder, dim, factory, is_binary, gpu,
-                                              train_size, batch_size)
-        meta = _meta(index, model=model or _record_model(first), dim=dim, factory=factory, count=count,
+            index, count, trained_on = _build(chain([first], blocks), folder, dim, factory, is_binary, gpu,
+                                              train_size)
+        meta = _meta(index, model=model or _record_model(first.records[0]), dim=dim, factory=factory, count=count,
                      trained_on=trained_on, precision=precision)
         meta.update({"choice": choice} if budget is not None else {})
         _write_folder(folder, index, meta)
     return meta
 
 
-def add_to_index(records: Iterable[Record], index_dir: Path, *, checker: EmbeddingChecker | None = None,
+def add_to_index(records: Iterable[Record | VectorBlock], index_dir: Path, *, checker: EmbeddingChecker | None = None,
                  batch_size: int = ADD_BATCH) -> dict:
     """Append embedding records to an existing index folder, atomically (a new folder replaces it); return its meta.
 
     Vectors must have the index's dimension and ids must be new. Without `checker` the records are checked here;
-    with one, it must have been made by `checker_for_index(index_dir)` and already applied.
+    with one, it must have been made by `checker_for_index(index_dir)` and already applied (to records and
+    VectorBlocks alike).
     """
     require_faiss()
     index_dir = Path(index_dir)
     meta = read_meta(index_dir, verify=checker is None)  # checker_for_index verified the folder
     if checker is None:
         records = checked_records(records, EmbeddingChecker(meta["dim"], read_ids(index_dir, meta["count"])))
-    rows = iter(records)
-    first = next(rows, None)
+    blocks = blocks_of(records, batch_size)
+    first = next(blocks, None)
     if first is None:
         raise InputError("no embeddings to add")
     path = index_dir / INDEX_FILE
     index = binary.read_binary(path) if meta.get("binary") else faiss.read_index(str(path))
-    if bool(meta.get("binary")) != (first["embedding"].dtype == np.uint8):
+    if bool(meta.get("binary")) != first.binary:
         raise InputError(f"this index holds {'binary' if meta.get('binary') else 'float'} vectors; "
                          "add vectors of the same kind")
     with atomic_dir(index_dir, overwrite=True) as folder:
         shutil.copyfile(index_dir / IDS_FILE, folder / IDS_FILE)
         with open(folder / IDS_FILE, "ab") as ids_out:
-            added = sum(_add(index, batch, ids_out) for batch in _batches(chain([first], rows), batch_size))
+            added = sum(_add(index, block, ids_out) for block in chain([first], blocks))
         meta = {**meta, "count": meta["count"] + added, "faiss_version": faiss.__version__}
         _write_folder(folder, index, meta)
     return meta
@@ -324,7 +322,7 @@ def search_records(records: Iterable[Record], index: VectorIndex, k: int, *, che
     Without `checker` the queries are checked here (dimension of the index; repeated ids allowed)."""
     dim = None if index.meta.get("binary") else index.dim  # a binary index takes float or packed queries
     rows = iter(records) if checker else checked_records(records, EmbeddingChecker(dim, unique=False))
-    for batch in _batches(rows, batch_size):
+    while batch := list(islice(rows, batch_size)):
         found = index.search(np.stack([row["embedding"] for row in batch]), k, batch_size)
         for row, hits in zip(batch, found):
             yield {"id": row["id"], "hits": [{"id": hit, "score": score} for hit, score in hits],

@@ -28,7 +28,7 @@ import orjson
 from embtools.errors import EmbtoolsError, InputError
 from embtools.records.atomic import atomic_file
 from embtools.records.embeddings import encode_vector
-from embtools.records.jsonl import Record, dump_record, parse_line
+from embtools.records.jsonl import Record, dump_record, parse_lines
 from embtools.records.vector_precision import precision_of_dtype, stored_dtype, stored_width
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ def _npy_chunks(path: Path, matrix: np.ndarray, rows: int) -> Iterator[tuple[lis
     except FileNotFoundError:
         raise InputError(f"{path}: its ids file {ids_path.name} is missing") from None
     with lines:
-        while batch := [parse_line(line) for line in islice(lines, rows)]:
+        while batch := parse_lines(list(islice(lines, rows))):
             if start + len(batch) > len(matrix):
                 break
             yield batch, np.asarray(matrix[start:start + len(batch)])

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # numpy is imported where vectors are handled: commands read 
     import numpy as np
 
 ENCODINGS = ("float", "base64")
+NOT_FINITE = 'field "embedding" contains NaN or infinity'
 
 
 def encode_vector(vector: np.ndarray, encoding: str) -> Any:
@@ -55,15 +56,15 @@ def decode_vector(value: Any) -> np.ndarray:
                          f'field "embedding" must be a list of floats or a base64 string, got {type(value).__name__}')
     if vector.size == 0:
         raise InputError('field "embedding" is empty')
-    if not _all_finite(vector):
-        raise InputError('field "embedding" contains NaN or infinity')
+    if not all_finite(vector):
+        raise InputError(NOT_FINITE)
     return vector
 
 
-def _all_finite(vector: np.ndarray) -> bool:
-    """No NaN or infinity in the vector. A finite sum of squares proves it in one BLAS call (a NaN or an infinity
-    makes it NaN or inf; vdot, unlike dot, raises no overflow warning); only when it is not, which huge finite
-    values can also cause, is every value checked."""
+def all_finite(vector: np.ndarray) -> bool:
+    """No NaN or infinity in the vector (or matrix: a block of rows checked at once). A finite sum of squares proves
+    it in one BLAS call (a NaN or an infinity makes it NaN or inf; vdot, unlike dot, raises no overflow warning);
+    only when it is not, which huge finite values can also cause, is every value checked."""
     import numpy as np
 
     return math.isfinite(np.vdot(vector, vector)) or bool(np.isfinite(vector).all())

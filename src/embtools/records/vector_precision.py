@@ -81,16 +81,17 @@ def quantize(matrix: np.ndarray, precision: str, ranges: np.ndarray | None = Non
     return (codes - 128).astype(np.int8)
 
 
-def dequantize(stored: np.ndarray, precision: str, ranges: np.ndarray | None = None) -> np.ndarray:
+def dequantize(stored: np.ndarray, precision: str, ranges: np.ndarray | None = None, copy: bool = True
+               ) -> np.ndarray:
     """float32 rows from stored ones: floats widened, int8 codes mapped back to their bucket's start; ubinary
-    (bits, not numbers) is returned as it is."""
+    (bits, not numbers) is returned as it is. Without `copy`, float32 rows are returned as they are too."""
     import numpy as np
 
     if precision == "ubinary":
         return stored
     if precision == "int8":
         return ((stored.astype(np.float64) + 128) * _steps(ranges) + ranges[0]).astype(np.float32)
-    return stored.astype(np.float32)
+    return stored.astype(np.float32, copy=copy)
 
 
 class VectorShaper:
