@@ -8,6 +8,7 @@ The file is written under a temporary name and renamed into place, so a reader n
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,11 +23,13 @@ def metric_records(task: str, split: str, scores: dict[str, Any], main_metric: s
     names; `labels` are the outcome's `subset`, `languages` and `type` (outcome_labels).
 
     mteb's confidence-curve scores (nauc_*) stay in the result file only, and `main_score` is the record marked main.
+    A score mteb leaves undefined (NaN: average precision of a classification with more than two labels) has no
+    record: JSON would write it as null, which no reader of metric records takes as a score.
     """
     for metric, value in scores.items():
         if metric == "main_score" or metric.startswith("nauc_"):
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue
         yield {"task": task, "split": split, **(labels or {}), "metric": metric, "value": float(value),
                "main": metric == main_metric, "model": model}
