@@ -92,5 +92,5 @@ $(ABL)/eval/%.jsonl: $$(ABL_TRAINED) | $(ABL)/heldout/.done
 	  --instruction "$(ABL_INSTRUCTION_$(task))" $(ABL)/heldout/$(task) >> $@.part &&) mv $@.part $@
 
 $(ABL)/report.md: $(ABL_MODELS:%=$(ABL)/eval/%.jsonl) $(ABL)/generation-cost.md
-	python $(HERE)ablation_report.py table $(ABL)/eval/report.md $(ABL_MODELS:%=$(ABL)/eval/%.jsonl)
-	cat $(ABL)/eval/report.md $(ABL)/generation-cost.md > $@.part && mv $@.part $@
+	python $(HERE)ablation_report.py table $(ABL)/scores.md $(ABL_MODELS:%=$(ABL)/eval/%.jsonl)
+	cat $(ABL)/scores.md $(ABL)/generation-cost.md > $@.part && mv $@.part $@

@@ -1,7 +1,7 @@
 """The ablation's report (examples/ablation.mk, issue 18.1).
 
     python examples/ablation_report.py cost DIR          # generation cost and filter pass rate, from DIR's logs
-    python examples/ablation_report.py table OUT.md EVAL.jsonl...   # emb-eval's report over every model's records
+    python examples/ablation_report.py table OUT.md EVAL.jsonl...   # emb-eval's report (and OUT.png) of them all
 
 `cost` reads each step's log (`emb-brainstorm`/`emb-generate` end with their calls, tokens and seconds; the recipe
 adds its wall seconds) and counts records: per task group, tasks brainstormed, examples generated, examples that
@@ -47,7 +47,7 @@ def cost(folder: Path) -> str:
         total = [a + b for a, b in zip(total, row)]
         rows.append((group, row))
     rows.append(("all", tuple(total)))
-    text = ["## Synthetic data: generation cost and filter pass rate", "",
+    text = ["", "## Synthetic data: generation cost and filter pass rate", "",
             "| group | calls | prompt tokens | completion tokens | s | tasks | examples | kept | kept/examples |",
             "|---|" + "---:|" * 8]
     for group, (calls, prompt, completion, seconds, tasks, examples, passed) in rows:
