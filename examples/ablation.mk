@@ -1,6 +1,7 @@
 # The paper's first question (issue 18.1): what is the synthetic data worth on its own? Included by examples/Makefile:
 #
-#   make -f examples/Makefile ablation            # into pipeline-out/ablation/, offline, about 2 hours on 2 CPU cores
+#   make -j2 -f examples/Makefile ablation        # into pipeline-out/ablation/, offline; on 2 CPU cores about 1.6 hours
+#                                                 # with steps side by side (docs/results.md), over 2 hours one by one
 #   make -f examples/Makefile ablation BASE_URL=http://localhost:8000/v1 LLM_MODEL=Qwen/Qwen2.5-7B-Instruct
 #
 # One base, one step budget, three training sets: (a) synthetic only, (b) labeled only (SciFact train + STS Benchmark
