@@ -24,8 +24,8 @@ TOKENS = re.compile(r"tokens: (\d+) prompt \+ (\d+) completion")
 SECONDS = re.compile(r"^seconds: (\d+)", re.MULTILINE)
 
 
-def lines(path: Path) -> int:
-    return sum(1 for line in path.open() if line.strip()) if path.exists() else 0
+def nonblank_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def step_cost(log: Path) -> tuple[int, int, int, int]:
@@ -37,12 +37,13 @@ def step_cost(log: Path) -> tuple[int, int, int, int]:
 
 
 def cost(folder: Path) -> str:
-    kept = Counter(json.loads(line)["task_type"] for line in (folder / "synthetic.jsonl").open() if line.strip())
+    kept = Counter(json.loads(line)["task_type"] for line in nonblank_lines(folder / "synthetic.jsonl"))
     rows, total = [], [0] * 7
     for group in GROUPS:
         steps = [step_cost(folder / f"{name}-{group}.jsonl.log") for name in ("tasks", "examples")]
         calls, prompt, completion, seconds = (sum(column) for column in zip(*steps))
-        counts = (lines(folder / f"tasks-{group}.jsonl"), lines(folder / f"examples-{group}.jsonl"), kept[group])
+        counts = (len(nonblank_lines(folder / f"tasks-{group}.jsonl")),
+                  len(nonblank_lines(folder / f"examples-{group}.jsonl")), kept[group])
         row = (calls, prompt, completion, seconds, *counts)
         total = [a + b for a, b in zip(total, row)]
         rows.append((group, row))

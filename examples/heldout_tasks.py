@@ -12,7 +12,7 @@ decontaminated against STS Benchmark dev):
 
     python examples/heldout_tasks.py DATA/stsbenchmark/dev.jsonl OUT [--train 60 --test 150]
 
-Each folder is written under a temporary name and renamed when complete.
+Each folder is written under a temporary name and renamed when complete (embtools' atomic_dir).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 from pathlib import Path
+
+from embtools.records.atomic import atomic_dir
 
 
 def genre_classification(rows: list[dict], train: int, test: int) -> dict[str, list[dict]]:
@@ -47,17 +48,15 @@ def paraphrase_retrieval(rows: list[dict], min_score: float = 4.0) -> dict[str, 
 
 
 def write_folder(folder: Path, files: dict[str, list]) -> None:
-    partial = folder.with_name(folder.name + ".part")
-    shutil.rmtree(partial, ignore_errors=True)
-    for name, rows in files.items():
-        path = partial / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if name.endswith(".tsv"):
-            path.write_text("".join("\t".join(map(str, row)) + "\n" for row in rows))
-        else:
-            path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    """The files (JSONL rows, or TSV rows for a .tsv name) in `folder`, replaced whole (records/atomic.py)."""
+    with atomic_dir(folder, overwrite=True) as partial:
+        for name, rows in files.items():
+            path = partial / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith(".tsv"):
+                path.write_text("".join("\t".join(map(str, row)) + "\n" for row in rows))
+            else:
+                path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def main() -> None:
