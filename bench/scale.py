@@ -6,14 +6,20 @@ r the order is rotated by r, so load and the page cache fall on every side alike
 
 - encode: `emb-encode --model DIR --format F` on N seeded synthetic texts (8-24 words drawn from the STS Benchmark dev
   vocabulary). The model is a seeded random decoder of the Mistral architecture at a toy size
-  (models/random_decoder.py, `--hidden` wide), so that the model costs little next to what is measured here: reading,
-  tokenising, batching and writing a million records. jsonl is the pipe path (`--encoding base64`, on stdout).
+  (models/random_decoder.py: one layer, `--hidden` wide, a 4,096-token BPE vocabulary), so that the model costs as
+  little as it can next to what is measured here: reading, tokenising, batching and writing a million records. (At 2
+  layers, 64 wide and 512 tokens, the forward pass was about 80 % of the time under cProfile.) jsonl is the pipe
+  path (`--encoding base64`, on stdout).
 - index: `emb-index build --factory Flat` on each encode output; "faiss directly" is a script that loads the npy
   matrix and does `IndexFlatIP.add` + `write_index`, nothing else: the floor for the same job.
 - index-only (`--vectors M --dim D`): M seeded random vectors of D floats written in each format by embtools' own
   writers, then `emb-index build` on each against faiss directly: the index side at a realistic width.
 
     .venv/bin/python bench/scale.py [--texts 1000000] [--vectors 1000000 --dim 384] [--repeats 3] [--work DIR]
+
+On a machine shared with other jobs, run it under OMP_NUM_THREADS=1 (every step inherits it): a 2-thread torch
+waits at every barrier for a thread the other load has descheduled (measured: 20,000 texts took 21.8 s with 2 threads,
+12.8 s with 1, beside three other jobs on 2 cores).
 
 Prints Markdown tables: per format the median and range of seconds, records/s, peak MiB and disk MiB per million
 vectors, and each median as a ratio against the jsonl path and against faiss directly.
@@ -98,8 +104,8 @@ def random_model(folder: Path, texts: Path, hidden: int) -> Path:
     from embtools.models.random_decoder import DecoderShape, build_random_decoder
 
     sample = [orjson.loads(line)["text"] for line in texts.read_bytes().splitlines()[:5000]]
-    shape = DecoderShape(hidden_size=hidden, intermediate_size=2 * hidden, num_attention_heads=4,
-                         num_key_value_heads=2)
+    shape = DecoderShape(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=4096)
     return build_random_decoder(folder, sample, shape=shape)
 
 
@@ -212,7 +218,7 @@ def index_only(work: Path, count: int, dim: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=1_000_000, help="texts through the pipe (0: skip)")
-    parser.add_argument("--hidden", type=int, default=64, help="width of the random decoder (its vector size)")
+    parser.add_argument("--hidden", type=int, default=32, help="width of the random decoder (its vector size)")
     parser.add_argument("--vectors", type=int, default=1_000_000, help="vectors for the index-only part (0: skip)")
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=3)
