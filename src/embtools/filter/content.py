@@ -34,7 +34,8 @@ _BRACKETED = re.compile(r"<[^<>]*>|\{[^{}]*\}|\[[^\[\]]*\]")
 _IDENTIFIER = re.compile(r"[\w.-]*[a-z][\w.-]*_[\w.-]+", re.IGNORECASE)
 _CODE = re.compile(r"[a-z]{1,2}\d{1,4}")  # a token: s1, a111, t2
 _LETTER = re.compile(r"[^\W\d_]\W?")  # a whole text of one letter: A, B:
-_FILLERS = {"n/a", "na", "none", "null", "nil", "undefined", "tbd", "todo", "placeholder", "lorem ipsum", "..."}
+_FILLERS = {"n/a", "na", "none", "null", "nil", "undefined", "tbd", "todo", "placeholder", "lorem ipsum"}
+_NAME_WORDS = 6  # the most words of a slot name ("the user's hard negative document"); longer is text
 # Words that surround a key's name in a stand-in ("your_input", "the user's positive document", "Sentence 3").
 _SLOT_WORDS = {"the", "a", "an", "your", "my", "user", "users", "s", "sample", "example", "same", "this", "here",
                "insert", "enter", "first", "second", "third"}
@@ -77,13 +78,15 @@ def _tokens(value: str) -> list[str]:
 def _key_name(value: str) -> bool:
     """`value` names a slot instead of filling it: a key's name (user_query, the user's input, your_positive_document),
     slot codes (S1, A111, Same S1), or a noun with a number (Document 1, Sentence 3)."""
-    words = [t for t in _tokens(value) if not t.isdigit()]
-    tokens = [t for t in _tokens(value) if t not in _SLOT_WORDS]
+    if len(value.split(maxsplit=_NAME_WORDS)) > _NAME_WORDS:
+        return False
+    every = _tokens(value)
+    tokens = [t for t in every if t not in _SLOT_WORDS]
     rest = [t for t in tokens if not t.isdigit()]
     if not rest:
         return False
-    return (" ".join(words) in _keys() or " ".join(rest) in _keys() or all(_CODE.fullmatch(t) for t in rest)
-            or len(rest) < len(tokens) and all(t in _NOUNS for t in rest))
+    return (" ".join(t for t in every if not t.isdigit()) in _keys() or " ".join(rest) in _keys()
+            or all(_CODE.fullmatch(t) for t in rest) or len(rest) < len(tokens) and all(t in _NOUNS for t in rest))
 
 
 def text_problem(value: str) -> str | None:
