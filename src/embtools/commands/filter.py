@@ -49,6 +49,10 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
               help="Write a Markdown report to FILE and a PNG length histogram beside it. Default: none.")
 @click.option("--schema/--no-schema", default=True, show_default=True, help="Reject records that are not example "
               "records (docs/records.md; reason schema).")
+@click.option("--content-check/--no-content-check", default=True, show_default=True, envvar="EMBTOOLS_CONTENT_CHECK",
+              help="Reject texts that stand in for the text asked for: a URL or file name, a template slot ({query}, "
+                   "[insert ...]), a slot code (S1), the field's own name (user_query), no letters, N/A (reason "
+                   "placeholder). Env: EMBTOOLS_CONTENT_CHECK.")
 @click.option("--guidelines/--no-guidelines", default=True, show_default=True,
               help="Reject examples that break their prompt's guidelines (reasons guideline-*).")
 @click.option("--dedup/--no-dedup", default=True, show_default=True,
@@ -119,7 +123,7 @@ def _ranks(ctx, param, value: str) -> tuple[int, int]:
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True, help="Mining model dtype.")
 @offline_option
 @common_options
-def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_check, decontaminate,
+def main(run: RecordRun, report, schema, content_check, guidelines, dedup, near_dup, language_check, decontaminate,
          decontaminate_split, ngram, min_contamination_words, dedup_fields, near_dup_threshold, num_perm,
          length_tolerance, short_max_words, language_confidence, from_beir, split, instruction, from_sts, min_score,
          mine_negatives, model, negative_ranks, negative_margin, num_negatives, negative_sampling, max_negative_score,
@@ -147,7 +151,7 @@ def main(run: RecordRun, report, schema, guidelines, dedup, near_dup, language_c
 
     started = time.perf_counter()
     settings = FilterSettings(
-        schema=schema, guidelines=guidelines, exact_duplicates=dedup, language=language_check,
+        schema=schema, content=content_check, guidelines=guidelines, exact_duplicates=dedup, language=language_check,
         near_duplicates=near_dup, decontaminate=tuple(decontaminate), dedup_fields=dedup_fields,
         near_dup_threshold=near_dup_threshold, num_perm=num_perm,
         guideline=GuidelineSettings(tolerance=length_tolerance, short_max_words=short_max_words),

@@ -1,8 +1,8 @@
 """The emb-filter pipeline: example records in, the ones that pass every enabled check out, each reject with a reason.
 
-Checks run cheapest first and stop at the first failure: schema, guidelines, exact duplicates, language,
-decontamination, near-duplicates. A check is a callable `record -> reason | None`; it may also have
-`prepare(batch)` (vectorized work for a batch of records, done before they are checked) and `remember(record)`
+Checks run cheapest first and stop at the first failure: schema, content (placeholders), guidelines, exact
+duplicates, language, decontamination, near-duplicates. A check is a callable `record -> reason | None`; it may
+also have `prepare(batch)` (vectorized work for a batch of records, done before they are checked) and `remember(record)`
 (called once the record is kept: the duplicate checks learn only from kept records). Records are read in batches of
 `batch_size`; state across the stream is only what the duplicate checks remember (hashes).
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from embtools.errors import InputError
 from embtools.filter import defaults
+from embtools.filter.content import ContentCheck
 from embtools.filter.decontamination import ContaminationIndex, DecontaminationSettings
 from embtools.filter.duplicates import ExactDuplicateCheck, NearDuplicateCheck
 from embtools.filter.guidelines import GuidelineCheck, GuidelineSettings
@@ -33,6 +34,7 @@ log = logging.getLogger("embtools")
 @dataclass
 class FilterSettings:
     schema: bool = True
+    content: bool = True
     guidelines: bool = True
     exact_duplicates: bool = True
     language: bool = True
@@ -69,6 +71,8 @@ def build_checks(settings: FilterSettings) -> list:
     checks: list = []
     if settings.schema:
         checks.append(SchemaCheck())
+    if settings.content:
+        checks.append(ContentCheck())
     if settings.guidelines:
         checks.append(GuidelineCheck(settings.guideline))
     if settings.exact_duplicates:
