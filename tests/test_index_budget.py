@@ -17,6 +17,7 @@ from embtools.index.index_tuning import exact_neighbors, recall_at_k
 from embtools.index.vector_index import VectorIndex
 
 N, DIM = 4000, 32  # below 39 x 256 vectors PQ is not proposed: the measured builds stay quick
+OPQ_AND_PQ = ("OPQ{m},IVF{nlist},PQ{m}", "IVF{nlist},PQ{m}")
 
 
 def embedding_like(n: int, seed: int, dim: int = DIM) -> np.ndarray:
@@ -64,7 +65,7 @@ def test_parse_memory_refuses_what_is_not_a_size(text):
 
 def test_estimates_are_within_one_percent_of_faiss_serialized_size():
     vectors = embedding_like(2000, seed=1, dim=48)
-    found = candidates(2000, 48) + [Candidate("IVF{nlist},PQ{m}", 2000, 48, 32, 4)]
+    found = candidates(2000, 48) + [Candidate(template, 2000, 48, 32, 4) for template in OPQ_AND_PQ]
     assert {"Flat", "HNSW32,Flat", "IVF32,Flat", "HNSW32,SQ8", "IVF32,SQ8", "IVF32,SQ4"} <= \
         {c.factory for c in found}
     for candidate in found:
@@ -79,9 +80,29 @@ def test_candidates_fitting_a_budget_keep_their_order_and_none_fitting_names_the
     found = candidates(N, DIM)
     fitting = within_budget(found, 600_000)
     assert [c.factory for c in fitting] == ["Flat", "IVF64,Flat", "IVF64,SQ8", "IVF64,SQ4"]
-    assert candidates(12_000, 32)[-2:] == [Candidate("IVF{nlist},PQ{m}", 12_000, 32, 256, m) for m in (8, 4)]
+    assert candidates(12_000, 32)[-6:] == [Candidate(template, 12_000, 32, 256, m) for template in OPQ_AND_PQ[::-1]
+                                           for m in (16, 8, 4)]
     with pytest.raises(EmbtoolsError, match=r"fits in --max-memory 1K: the smallest, IVF64,SQ4, needs 103K$"):
         within_budget(found, 1024)
+
+
+def test_opq_is_tried_only_where_nothing_but_pq_fits_and_at_the_largest_m():
+    found = candidates(12_000, 32)  # IVF256,SQ4 needs 323K, IVF256,PQ16 356K, IVF256,PQ8 260K, OPQ 4K more
+    assert [c.factory for c in within_budget(found, 300_000)] == ["IVF256,PQ8", "IVF256,PQ4", "OPQ8,IVF256,PQ8"]
+    assert [c.factory for c in within_budget(found, 400_000)] == ["IVF256,SQ4", "IVF256,PQ16", "IVF256,PQ8",
+                                                                   "IVF256,PQ4"]
+
+
+def test_opq_with_its_bounded_training_finds_more_than_ivf_pq_of_the_same_bytes():
+    vectors, queries = embedding_like(2000, seed=1, dim=48), embedding_like(200, seed=5, dim=48)
+    recalls = []
+    for template in OPQ_AND_PQ:
+        index = new_index(48, Candidate(template, 2000, 48, 32, 4).factory)
+        assert quiet_train(index, vectors)
+        index.add(vectors)
+        faiss.extract_index_ivf(index).nprobe = 32  # every list: what is left is the codes' error
+        recalls.append(recall_at_k(index.search(queries, 10)[1], exact_neighbors(vectors, queries)))
+    assert recalls[0] >= recalls[1] + 0.03, recalls  # measured 0.684 vs 0.622
 
 
 def test_chosen_index_fits_the_budget_and_reaches_the_recall_on_held_out_queries(tmp_path, corpus):

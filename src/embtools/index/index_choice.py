@@ -33,11 +33,8 @@ _TEMPLATES = (
     ("IVF{nlist},SQ8", lambda d, m: d),
     ("IVF{nlist},SQ4", lambda d, m: math.ceil(d / 2)),
     ("IVF{nlist},PQ{m}", lambda d, m: m),
-    ("OPQ{m},IVF{nlist},PQ{m}", lambda d, m: m),  # estimated, not proposed: OPQ_PROPOSED
+    ("OPQ{m},IVF{nlist},PQ{m}", lambda d, m: m),  # tried only where nothing but PQ fits: within_budget
 )
-# OPQ's rotation training took 53 s where IVF282,PQ8 took 6 s (11,000 32-d vectors, 2 busy cores): too slow to try
-# on every build, so candidates() proposes IVF-PQ without it; --factory OPQm,IVFn,PQm still builds one.
-OPQ_PROPOSED = False
 PQ_SHARES = (2, 4, 8, 16, 32)  # PQ sizes tried: m = d/2 (one byte per 2 dimensions, as SQ4) ... d/32
 
 
@@ -107,8 +104,6 @@ def candidates(n: int, d: int) -> list[Candidate]:
     for template, _ in _TEMPLATES:
         if "IVF" in template and nlist < 2:
             continue
-        if "OPQ" in template and not OPQ_PROPOSED:
-            continue
         if "PQ" in template:
             if n >= MIN_POINTS_PER_LIST * PQ_CENTROIDS:
                 found += [Candidate(template, n, d, nlist, d // share) for share in PQ_SHARES
@@ -119,15 +114,24 @@ def candidates(n: int, d: int) -> list[Candidate]:
 
 
 def within_budget(found: list[Candidate], budget: int) -> list[Candidate]:
-    """The candidates whose estimate fits in `budget` bytes, in their order; EmbtoolsError naming the smallest
-    budget that would fit one when none does."""
+    """The candidates whose estimate fits in `budget` bytes, in their order, OPQ as only_pq_gets_opq leaves it;
+    EmbtoolsError naming the smallest budget that would fit one when none does."""
     fitting = [candidate for candidate in found if candidate.estimated_bytes <= budget]
     if not fitting:
         smallest = min(found, key=lambda candidate: candidate.estimated_bytes)
         raise EmbtoolsError(f"no index of {smallest.n} {smallest.d}-d vectors fits in --max-memory "
                             f"{format_bytes(budget)}: the smallest, {smallest.factory}, needs "
                             f"{format_bytes(smallest.estimated_bytes, up=True)}")
-    return fitting
+    return only_pq_gets_opq(fitting)
+
+
+def only_pq_gets_opq(fitting: list[Candidate]) -> list[Candidate]:
+    """The fitting candidates with OPQ kept only where nothing but PQ codes fit, and then only at the largest m:
+    its rotation is a training of its own (bounded in faiss_setup.OPQ_TRAINING), so one is tried per build, where
+    PQ's recall is what the budget allows and a rotation raises it for the same bytes."""
+    only_pq = all("PQ" in candidate.template for candidate in fitting)
+    opq = [candidate for candidate in fitting if "OPQ" in candidate.template][:1 if only_pq else 0]
+    return [candidate for candidate in fitting if "OPQ" not in candidate.template or candidate in opq]
 
 
 def parse_memory(text: str) -> int:
