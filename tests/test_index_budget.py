@@ -11,7 +11,7 @@ from conftest import run_cli, write_jsonl
 from embtools.commands.index import main as emb_index
 from embtools.errors import EmbtoolsError
 from embtools.index.budgeted_build import quiet_train
-from embtools.index.faiss_setup import faiss, new_index
+from embtools.index.faiss_setup import OPQ_TRAINING, faiss, new_index
 from embtools.index.index_choice import Candidate, candidates, parse_memory, within_budget
 from embtools.index.index_tuning import exact_neighbors, recall_at_k
 from embtools.index.vector_index import VectorIndex
@@ -97,12 +97,22 @@ def test_opq_with_its_bounded_training_finds_more_than_ivf_pq_of_the_same_bytes(
     vectors, queries = embedding_like(2000, seed=1, dim=48), embedding_like(200, seed=5, dim=48)
     recalls = []
     for template in OPQ_AND_PQ:
-        index = new_index(48, Candidate(template, 2000, 48, 32, 4).factory)
+        index = new_index(48, Candidate(template, 2000, 48, 32, 4).factory, bounded_opq=True)
         assert quiet_train(index, vectors)
         index.add(vectors)
         faiss.extract_index_ivf(index).nprobe = 32  # every list: what is left is the codes' error
         recalls.append(recall_at_k(index.search(queries, 10)[1], exact_neighbors(vectors, queries)))
     assert recalls[0] >= recalls[1] + 0.03, recalls  # measured 0.684 vs 0.622
+
+
+def test_only_a_chosen_opq_index_trains_with_the_bounded_settings():
+    indexes = [new_index(48, "OPQ4,IVF8,PQ4"), new_index(48, "OPQ4,IVF8,PQ4", bounded_opq=True)]  # alive: the
+    # rotations below are views into them. The first as --factory asks for it, the second as --max-memory chose it.
+    asked, chosen = (faiss.downcast_VectorTransform(faiss.downcast_index(i).chain.at(0)) for i in indexes)
+    default = faiss.OPQMatrix(48, 4)
+    assert (asked.niter, asked.max_train_points) == (default.niter, default.max_train_points)
+    assert {name: getattr(chosen, name) for name in OPQ_TRAINING} == OPQ_TRAINING
+    assert asked.niter > chosen.niter
 
 
 def test_chosen_index_fits_the_budget_and_reaches_the_recall_on_held_out_queries(tmp_path, corpus):

@@ -84,7 +84,7 @@ def tune(candidate: Candidate, sample: np.ndarray, queries: np.ndarray, truth: n
     """(the goal's pick, every setting measured, build seconds) of the candidate built on the sample."""
     started = time.perf_counter()
     scaled = candidate.for_sample(len(sample))
-    index = new_index(candidate.d, scaled.factory)
+    index = new_index(candidate.d, scaled.factory, bounded_opq=True)
     if not quiet_train(index, sample):
         return None, [], 0.0
     index.add(sample)
@@ -146,7 +146,7 @@ def _setting_record(candidate: Candidate, setting: Setting | None) -> dict | Non
 
 def build_chosen(candidate: Candidate, spooled: SpooledVectors, train_size: int, batch_size: int, seed: int = 0):
     """The candidate's index over every spooled vector, trained on `train_size` of them drawn at random."""
-    index = new_index(candidate.d, candidate.factory)
+    index = new_index(candidate.d, candidate.factory, bounded_opq=True)
     if not index.is_trained:
         rows = np.random.default_rng(seed).choice(spooled.count, min(train_size, spooled.count), replace=False)
         train(index, spooled.rows(np.sort(rows)))

@@ -60,8 +60,9 @@ def to_gpu(index: faiss.Index) -> faiss.Index:
         raise EmbtoolsError(f"--gpu: this index type cannot run on a GPU: {faiss_reason(exc)}") from None
 
 
-def new_index(dim: int, factory: str) -> faiss.Index:
-    """An empty inner-product index from a FAISS factory string, with this toolkit's search defaults set."""
+def new_index(dim: int, factory: str, bounded_opq: bool = False) -> faiss.Index:
+    """An empty inner-product index from a FAISS factory string, with this toolkit's search defaults set; with
+    `bounded_opq` (an index --max-memory chose) its OPQ rotations train with OPQ_TRAINING, else with faiss's own."""
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
@@ -72,7 +73,8 @@ def new_index(dim: int, factory: str) -> faiss.Index:
         ivf.nprobe = default_nprobe(ivf.nlist)
         _skip_polysemous_training(faiss.downcast_index(ivf))
     set_parameter(index, "efSearch", DEFAULT_EF_SEARCH, required=False)
-    _bound_opq_training(index)
+    if bounded_opq:
+        _bound_opq_training(index)
     return index
 
 
