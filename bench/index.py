@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/index.py [--n 100000] [--dim 384] [--queries 2000] [--factory Flat] [--repeat 3]
 
-Four comparisons, each the best of --repeat runs per side (the sides alternating), printed as a table with the ratio
-ours / faiss:
+Four comparisons, each --repeat runs a side with the sides taking turns (the order rotated each run:
+bench/side_by_side.py), printed as a Markdown table of each side's seconds as median [range], the ratio ours / faiss
+as the median [range] of the run-by-run ratios, and our throughput at the median:
 - library, in memory: `build_index` vs faiss on the same embedding records (decode base64, stack, normalize, add,
   write), and `VectorIndex.search` vs faiss `search` on the same float32 query matrix;
 - CLI, from files: `emb-index -o DIR` and `emb-index search` as subprocesses on JSONL files (base64 vectors) vs a
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gc
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import faiss
@@ -30,6 +31,7 @@ import numpy as np
 import orjson
 
 from embtools.index.vector_index import VectorIndex, build_index
+from side_by_side import alternate, median_range, ratios, untimed_nothing
 
 DIRECT_BUILD = """
 import base64, sys, faiss, numpy as np, orjson
@@ -59,21 +61,6 @@ for q, srow, rrow in zip(queries, scores, rows):
     hits = [{"id": ids[r], "score": float(s)} for s, r in zip(srow, rrow) if r >= 0]
     out.write(orjson.dumps({"id": q["id"], "hits": hits}) + b"\\n")
 """
-
-
-def side_by_side(repeat: int, ours: tuple, theirs: tuple) -> tuple[float, float]:
-    """The shortest wall times of `repeat` runs of each (job, setup) pair, the two sides alternating so that a change
-    in the machine's state (page cache, disk write-back, other load) falls on both; setup and a garbage collection
-    untimed. job receives what setup returned."""
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeat):
-        for (job, setup), spent in zip((ours, theirs), times):
-            prepared = setup()
-            gc.collect()
-            started = time.perf_counter()
-            job(prepared)
-            spent.append(time.perf_counter() - started)
-    return min(times[0]), min(times[1])
 
 
 def write_jsonl(path: Path, vectors: np.ndarray, prefix: str) -> None:
@@ -117,38 +104,43 @@ def run(*command: str, stdout=subprocess.DEVNULL) -> None:
     subprocess.run(command, check=True, stdout=stdout, stderr=subprocess.DEVNULL)
 
 
-def measure(args: argparse.Namespace, work: Path) -> list[tuple[str, float, float, int]]:
-    """(what, our seconds, faiss seconds, items) for each comparison."""
+def pair(repeat: int, ours: tuple, theirs: tuple) -> tuple[list[float], list[float]]:
+    """Seconds of each run of our (job, setup) and faiss's, the two taking turns (setup untimed)."""
+    times = alternate(repeat, {"emb-index": ours, "faiss": theirs})
+    return times["emb-index"], times["faiss"]
+
+
+def measure(args: argparse.Namespace, work: Path) -> list[tuple[str, list[float], list[float], int]]:
+    """(what, our seconds per run, faiss seconds per run, items) for each comparison."""
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((args.n, args.dim), dtype=np.float32)
     queries = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
     emb_index = [sys.executable, "-m", "embtools.commands.index"]
-    nothing = lambda: None  # noqa: E731
 
     def fresh(*outputs: Path):  # earlier outputs removed, new records (build_index decodes them in place)
         return lambda: (remove(outputs), records(vectors))[1]
 
-    rows = [("build, library (records -> folder)", *side_by_side(
+    rows = [("build, library (records -> folder)", *pair(
         args.repeat, (lambda rows: build_index(rows, work / "lib", args.factory), fresh(work / "lib")),
         (lambda rows: faiss_write(faiss_build_from_records(rows, args.factory), work / "lib.faiss"),
          fresh(work / "lib.faiss"))), args.n)]
     loaded, direct = VectorIndex.load(work / "lib"), faiss_build(vectors, args.factory)
-    rows.append(("search, library (k=10)", *side_by_side(
-        args.repeat, (lambda _: loaded.search(queries, 10), nothing),
-        (lambda _: faiss_search(direct, queries, 10), nothing)), args.queries))
+    rows.append(("search, library (k=10)", *pair(
+        args.repeat, (lambda _: loaded.search(queries, 10), untimed_nothing),
+        (lambda _: faiss_search(direct, queries, 10), untimed_nothing)), args.queries))
     write_jsonl(work / "corpus.jsonl", vectors, "d")
     write_jsonl(work / "queries.jsonl", queries, "q")
     corpus, cli, direct_out = str(work / "corpus.jsonl"), work / "cli", work / "direct"
-    rows.append(("build, CLI (JSONL file -> folder)", *side_by_side(
+    rows.append(("build, CLI (JSONL file -> folder)", *pair(
         args.repeat, (lambda _: run(*emb_index, "-o", str(cli), "--factory", args.factory, corpus),
                       lambda: remove([cli])),
         (lambda _: run(sys.executable, "-c", DIRECT_BUILD, corpus, str(direct_out), args.factory),
          lambda: remove([work / "direct.faiss", work / "direct.ids"]))), args.n))
-    rows.append(("search, CLI (JSONL -> hits JSONL)", *side_by_side(
+    rows.append(("search, CLI (JSONL -> hits JSONL)", *pair(
         args.repeat, (lambda _: run(*emb_index, "search", "--index", str(cli), "-k", "10",
-                                    str(work / "queries.jsonl")), nothing),
+                                    str(work / "queries.jsonl")), untimed_nothing),
         (lambda _: run(sys.executable, "-c", DIRECT_SEARCH, str(work / "direct.faiss"), str(work / "direct.ids"),
-                       str(work / "queries.jsonl"), "10"), nothing)), args.queries))
+                       str(work / "queries.jsonl"), "10"), untimed_nothing)), args.queries))
     return rows
 
 
@@ -171,11 +163,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     print(f"{args.n} x {args.dim}-d float32, {args.queries} queries, --factory {args.factory}, "
-          f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, best of {args.repeat}")
-    print(f"{'':38} {'emb-index':>10} {'faiss':>10} {'ratio':>7} {'emb-index/s':>12}")
+          f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, {args.repeat} runs a side taking "
+          f"turns, median [range]; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+    print("| path | emb-index s | faiss s | ratio emb-index/faiss | emb-index items/s |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-index-") as work:
         for what, ours, theirs, items in measure(args, Path(work)):
-            print(f"{what:38} {ours:9.2f}s {theirs:9.2f}s {ours / theirs:6.2f}x {items / ours:12,.0f}", flush=True)
+            print(f"| {what} | {median_range(ours)} | {median_range(theirs)} | "
+                  f"{median_range(ratios(ours, theirs))}x | {items / statistics.median(ours):,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from embtools.index.embedding_checks import EmbeddingChecker
 from embtools.index.index_choice import format_bytes, parse_memory
 from embtools.index.index_tuning import Goal, exact_neighbors, recall_at_k
 from embtools.index.vector_index import VectorIndex, build_index
+from side_by_side import median_range
 
 AUTOFAISS_RUN = """
 import json, sys, time, faiss, numpy as np
@@ -89,18 +89,14 @@ def autofaiss(python: str, budget: str, work: Path) -> dict:
     return {**result, "found": np.load(work / "found.npy")}
 
 
-def summary(values: list[float], fmt) -> str:
-    return f"{fmt(statistics.median(values))} [{fmt(min(values))}-{fmt(max(values))}]"
-
-
 def report(budget: str, side: str, runs: list[dict], truth: np.ndarray) -> str:
     if any("error" in run for run in runs):
         return f"| {budget} | {side} | failed: {runs[0].get('error', '')} | | | |"
     recalls = [recall_at_k(run["found"], truth) for run in runs]
     chosen = sorted({f"{run['factory']} {run['params']}" for run in runs})
-    return (f"| {budget} | {side} | {summary(recalls, lambda v: f'{v:.3f}')} | "
-            f"{summary([r['bytes'] for r in runs], format_bytes)} | "
-            f"{summary([r['build_s'] for r in runs], lambda v: f'{v:.1f}')} | {'; '.join(chosen)} |")
+    return (f"| {budget} | {side} | {median_range(recalls, lambda v: f'{v:.3f}')} | "
+            f"{median_range([r['bytes'] for r in runs], format_bytes)} | "
+            f"{median_range([r['build_s'] for r in runs], lambda v: f'{v:.1f}')} | {'; '.join(chosen)} |")
 
 
 def main() -> None:

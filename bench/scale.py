@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from side_by_side import median_range, rotated
+
 BIN = Path(sys.executable).parent
 DATA = Path(os.environ.get("EMBTOOLS_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 FORMATS = ("jsonl", "npy", "parquet")
@@ -149,10 +151,6 @@ def random_vectors(folder: Path, count: int, dim: int, seed: int = 0) -> dict[st
     return paths
 
 
-def rotated(sides: list[str], run: int) -> list[str]:
-    return sides[run % len(sides):] + sides[:run % len(sides)]
-
-
 def summary(rows: dict[str, list[tuple[float, float, float]]], count: int, baselines: list[str]) -> list[str]:
     """Markdown rows: per side median seconds [range], records/s, peak MiB, disk MiB per million, ratios."""
     medians = {side: statistics.median(r[0] for r in runs) for side, runs in rows.items()}
@@ -160,7 +158,7 @@ def summary(rows: dict[str, list[tuple[float, float, float]]], count: int, basel
     for side, runs in rows.items():
         seconds = [r[0] for r in runs]
         ratios = " | ".join(f"{medians[side] / medians[b]:.2f}x" for b in baselines)
-        lines.append(f"| {side} | {medians[side]:.1f} [{min(seconds):.1f}-{max(seconds):.1f}] | "
+        lines.append(f"| {side} | {median_range(seconds, '{:.1f}'.format)} | "
                      f"{count / medians[side]:,.0f} | {max(r[1] for r in runs):,.0f} | "
                      f"{statistics.median(r[2] for r in runs) * 1e6 / count:,.0f} | {ratios} |")
     return lines
