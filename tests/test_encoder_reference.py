@@ -90,3 +90,12 @@ def test_mixed_lengths_in_any_order_give_the_same_vectors(minilm, scifact_docs, 
     together = minilm.encode(texts)
     alone = np.concatenate([minilm.encode([t]) for t in texts])
     assert np.abs(together - alone).max() < 1e-5
+
+
+def test_batch_budget_defaults_to_the_devices_and_a_given_one_wins():
+    from embtools.encode.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, default_batch_tokens
+    from embtools.encode.encoder import Encoder, EncodeSettings
+
+    assert default_batch_tokens("cpu") == CPU_BATCH_TOKENS < GPU_BATCH_TOKENS == default_batch_tokens("cuda:1")
+    assert Encoder("minilm-l6").max_tokens == CPU_BATCH_TOKENS
+    assert Encoder("minilm-l6", EncodeSettings(max_tokens=300)).max_tokens == 300

@@ -12,7 +12,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
 from embtools.command_runner import RecordRun, record_command
-from embtools.commands.model_options import dtype_option, offline_option, rope_options
+from embtools.commands.model_options import batch_tokens_option, dtype_option, offline_option, rope_options
 from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
 from embtools.errors import EmbtoolsError
 from embtools.generate.generation_run import parse_shard, shard_share
@@ -47,8 +47,7 @@ _SPOOL_ENV = "EMBTOOLS_SPOOLED_INPUT"
 @dtype_option
 @rope_options
 @offline_option
-@click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
-              help="Token budget of one batch (count x longest text), over length-sorted texts.")
+@batch_tokens_option
 @click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Records read, sorted and encoded together (the unit of work of each process).")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, envvar="EMBTOOLS_NUM_PROCESSES",

@@ -9,7 +9,7 @@ import click
 
 from embtools.cli import EmbtoolsCommand, common_options, info
 from embtools.command_runner import RecordRun, record_command
-from embtools.commands.model_options import dtype_option, offline_option, rope_options
+from embtools.commands.model_options import batch_tokens_option, dtype_option, offline_option, rope_options
 from embtools.models.builtin import DEFAULT_MODEL
 from embtools.models.loading import POOLINGS
 from embtools.records.datasets import EVALUATION_SPLIT
@@ -67,8 +67,7 @@ if TYPE_CHECKING:  # imported when the command runs: --help must not load torch
 @dtype_option
 @rope_options
 @offline_option
-@click.option("--batch-tokens", type=click.IntRange(min=1), default=16384, show_default=True,
-              help="Token budget of one batch (count x longest text).")
+@batch_tokens_option
 @common_options
 def main(run: RecordRun, data, model, instruction, no_instruction, split, task_types, languages, dry_run, max_corpus,
          max_queries, max_pairs, seed, ignore_identical_ids, output_folder, report, compare, no_cache, pooling,

@@ -8,6 +8,7 @@ import os
 import click
 
 from embtools.cli import ParsedBy
+from embtools.encode.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS
 from embtools.models.hub import OFFLINE_ENV
 from embtools.models.loading import DTYPES
 from embtools.models.rope import parse_rope_scaling, parse_rope_theta
@@ -16,6 +17,12 @@ dtype_option = click.option(
     "--dtype", type=click.Choice(DTYPES), default="auto", envvar="EMBTOOLS_DTYPE", show_default=True,
     help="auto: bfloat16 for decoders on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), float32 otherwise. "
          "Env: EMBTOOLS_DTYPE.")
+
+batch_tokens_option = click.option(
+    "--batch-tokens", type=click.IntRange(min=1), default=None, envvar="EMBTOOLS_BATCH_TOKENS",
+    help="Token budget of one batch (count x longest text, over length-sorted texts). Default: "
+         f"{GPU_BATCH_TOKENS} on a GPU, {CPU_BATCH_TOKENS} on a CPU (larger CPU batches measured slower). "
+         "Env: EMBTOOLS_BATCH_TOKENS.")
 
 
 def _export_offline(ctx: click.Context, param: click.Parameter, value: bool) -> bool:

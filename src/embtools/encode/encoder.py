@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embtools import distributed
-from embtools.encode.batching import token_budget_batches
+from embtools.encode.batching import default_batch_tokens, token_budget_batches
 from embtools.errors import EmbtoolsError
 from embtools.models.loading import POOLINGS, ModelSpec, inspect_model, load_model
 from embtools.models.pooling import pool
@@ -31,7 +31,7 @@ class EncodeSettings:
     normalize: bool | None = None
     max_length: int = 512
     dtype: str = "auto"
-    max_tokens: int = 16384
+    max_tokens: int | None = None  # None: batching.default_batch_tokens(device)
     device: str | None = None
     trust_remote_code: bool = False
     rope: RopeOverride = RopeOverride()  # --rope-theta / --rope-scaling, over what a trained model recorded
@@ -81,6 +81,7 @@ class Encoder:
         self.normalize = self.spec.normalize if self.settings.normalize is None else self.settings.normalize
         self.device = self.settings.device or default_device()
         self.dtype = resolve_dtype(self.settings.dtype, self.device, self.spec.is_decoder)
+        self.max_tokens = self.settings.max_tokens or default_batch_tokens(self.device)
         self.model, self.tokenizer = loaded or load_model(self.spec, self.dtype, self.device,
                                                           self.settings.trust_remote_code, self.settings.rope)
         limit = model_max_length(self.tokenizer, self.model.config, self.spec.max_length)
@@ -103,7 +104,7 @@ class Encoder:
         self.truncated += truncated
         self.tokens += sum(len(x) for x in ids)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for batch in token_budget_batches([len(x) for x in ids], self.settings.max_tokens):
+        for batch in token_budget_batches([len(x) for x in ids], self.max_tokens):
             out[batch] = self.embed_batch([ids[i] for i in batch]).cpu().numpy()
             self.progress.update(len(batch), tokens=sum(len(ids[i]) for i in batch))
         return out

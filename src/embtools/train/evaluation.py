@@ -32,7 +32,7 @@ class EvalPlan:
     every: int | None = None
     options: EvalOptions = field(default_factory=EvalOptions)
     max_length: int = 512
-    batch_tokens: int = 16384
+    batch_tokens: int | None = None  # None: the device's default (encode/batching.py)
     keep_best: str | None = None
 
     def due(self, step: int, total_steps: int) -> bool:
