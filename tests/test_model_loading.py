@@ -14,6 +14,7 @@ from conftest import REPO
 from embtools.encode.encoder import Encoder, EncodeSettings
 from embtools.errors import EmbtoolsError
 from embtools.models.loading import inspect_model, resolve_model_path
+from test_train import tiny_llama  # noqa: F401 - fixture: a tiny random llama folder
 
 
 def test_builtin_names_resolve_to_offline_folders():
@@ -23,6 +24,18 @@ def test_builtin_names_resolve_to_offline_folders():
     smollm = inspect_model("smollm2-135m")
     assert smollm.is_decoder and smollm.pooling == "last"
     assert (smollm.path / "model.safetensors").exists() and (smollm.path / "tokenizer.json").exists()
+
+
+def test_models_load_with_the_layers_transformers_ships(tiny_llama):  # noqa: F811
+    """transformers 5.25 swaps layers for code downloaded from the Hub by default (`use_kernels`), which `.train()`
+    and `.eval()` re-apply; every embtools load, for encoding and for training, keeps the layers transformers ships."""
+    from embtools.models.loading import load_model
+    from embtools.train.lora import load_base_model
+
+    spec = inspect_model(str(tiny_llama))
+    for model in (load_model(spec)[0], load_base_model(spec)[0]):
+        assert model.use_kernels is False
+        assert model.train().use_kernels is False and model.eval().use_kernels is False
 
 
 def test_unknown_model_names_the_accepted_forms(monkeypatch):

@@ -143,13 +143,14 @@ class LocalGenerator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        from embtools.models.loading import resolve_model_path
+        from embtools.models.loading import SHIPPED_LAYERS, resolve_model_path
 
         hf_logging.disable_progress_bar()
         path = resolve_model_path(self.name)
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(path)
-            self._model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+            self._model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32,
+                                                               **SHIPPED_LAYERS).eval()
         except (OSError, ValueError) as exc:
             raise EmbtoolsError(f"cannot load generator {self.name}: {str(exc).splitlines()[0]}") from None
         self._decoder = _SchemaDecoder(self._model, self._tokenizer)

@@ -77,8 +77,10 @@ def convert_gguf(source_dir: Path, gguf_file: str, out_dir: Path) -> None:
     """De-quantize a GGUF causal LM into a safetensors Hugging Face folder (model with its LM head, tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from embtools.models.loading import SHIPPED_LAYERS
+
     tokenizer = AutoTokenizer.from_pretrained(source_dir, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source_dir, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source_dir, gguf_file=gguf_file, **SHIPPED_LAYERS)
     # transformers refuses to save a model it believes is quantized; the weights are dense fp32 by now.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

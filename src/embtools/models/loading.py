@@ -30,6 +30,11 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")  # torch dtypes by name; aut
 # The E5 family by model name, as unilm's e5/model_config.py keys it: e5-base-v2, multilingual-e5-large-instruct,
 # e5-mistral-7b-instruct, ...
 _E5_FAMILY = re.compile(r"(multilingual-)?e5-")
+# from_pretrained's kernel choice, for every model embtools loads: the layer code transformers ships. transformers
+# 5.25 turned Hub kernels on by default (layers swapped for code downloaded from kernels-community at load time, e.g.
+# Liger's RMSNorm on CUDA); embtools keeps them off so that offline nodes load the same model, the numerics are the
+# ones its tests check, and no Hub code runs unasked.
+SHIPPED_LAYERS = {"use_kernels": False}
 TRAINING_RECORD = "training_args.json"  # written by emb-train into every model folder it outputs
 
 
@@ -184,7 +189,7 @@ def load_model(spec: ModelSpec, dtype: str = "float32", device: str = "cpu", tru
         tokenizer = AutoTokenizer.from_pretrained(spec.path if _has_tokenizer(spec.path) else weights_path,
                                                   trust_remote_code=trust_remote_code)
         model = AutoModel.from_pretrained(weights_path, dtype=weights_dtype, trust_remote_code=trust_remote_code,
-                                          use_safetensors=_has_safetensors(weights_path) or None,
+                                          use_safetensors=_has_safetensors(weights_path) or None, **SHIPPED_LAYERS,
                                           **config_with_rope(weights_path, rope.over(spec.rope), spec.name,
                                                              trust_remote_code))
         if spec.base_path is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embtools.errors import EmbtoolsError
-from embtools.models.loading import ModelSpec, config_with_rope, peft_wrapping
+from embtools.models.loading import SHIPPED_LAYERS, ModelSpec, config_with_rope, peft_wrapping
 from embtools.models.rope import RopeOverride
 from embtools.train import recipe
 
@@ -40,7 +40,7 @@ def load_base_model(spec: ModelSpec, trust_remote_code: bool = False,
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=trust_remote_code)
         model = AutoModel.from_pretrained(spec.path, dtype=torch.float32, trust_remote_code=trust_remote_code,
-                                          **positions)
+                                          **positions, **SHIPPED_LAYERS)
     except (OSError, ValueError) as exc:
         raise EmbtoolsError(f"cannot load model {spec.name}: {str(exc).splitlines()[0]}") from None
     if getattr(model.config, "use_cache", None):
