@@ -25,9 +25,9 @@ POINTS_PER_CENTROID = 39  # below this many training points per centroid faiss w
 # measured in docs/index.md (--max-memory)
 OPQ_TRAINING = {"niter": 5, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 10_000}
 # --max-memory's final build of a chosen OPQ index, trained once: 20 iterations, which are what raise recall. On
-# bench/index_budget.py's 100,000 64-d vectors (OPQ16,IVF1024,PQ16, every list probed) 5 reached 0.711, 20 0.760 (+36
-# CPU s), faiss's 50 0.769 (+72 CPU s more; that build took 786 s where autofaiss's took 180-440): 20 is the knee.
-# On the bounded 10,000 points: more did not help (docs/index.md, OPQ).
+# bench/index_budget.py's 100,000 64-d vectors (OPQ16,IVF1024,PQ16, every list probed) 5 reached 0.711 (28 CPU s for
+# the build), 20 0.760 (64 CPU s), faiss's 50 0.769 in a 786 s --max-memory build on the loaded machine, where
+# autofaiss took 180-440 s: 20 is the knee. 10,000 points: more did not help at 5 iterations (docs/index.md, OPQ).
 OPQ_FINAL_TRAINING = {"niter": 20, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 10_000}
 
 
