@@ -24,11 +24,11 @@ POINTS_PER_CENTROID = 39  # below this many training points per centroid faiss w
 # --max-memory's tuning candidates: 5 iterations of 4 on 10,000 points, enough for PQ's 256 centroids and to rank them;
 # measured in docs/index.md (--max-memory)
 OPQ_TRAINING = {"niter": 5, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 10_000}
-# --max-memory's final build of a chosen OPQ index, trained once: 20 iterations, which are what raise recall. On
-# bench/index_budget.py's 100,000 64-d vectors (OPQ16,IVF1024,PQ16, every list probed) 5 reached 0.711 (28 CPU s for
-# the build), 20 0.760 (64 CPU s), faiss's 50 0.769 in a 786 s --max-memory build on the loaded machine, where
-# autofaiss took 180-440 s: 20 is the knee. 10,000 points: more did not help at 5 iterations (docs/index.md, OPQ).
-OPQ_FINAL_TRAINING = {"niter": 20, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 10_000}
+# --max-memory's final build of a chosen OPQ index, trained once: faiss's 50 iterations and 65,536 points, with the
+# bounded PQ k-means (4; faiss's first 40 did no better). On bench/index_budget.py's 100,000 64-d vectors
+# (OPQ16,IVF1024,PQ16 trained and built at every list probed, machine quiet) 20 iterations on 10,000 points reached
+# 0.760 in 13.5 s, these 0.771 in 31.5 s, where autofaiss's whole build took 70-190 s: docs/index.md, OPQ.
+OPQ_FINAL_TRAINING = {"niter": 50, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 65_536}
 
 
 def default_nprobe(nlist: int) -> int:
