@@ -26,8 +26,8 @@ POINTS_PER_CENTROID = 39  # below this many training points per centroid faiss w
 OPQ_TRAINING = {"niter": 5, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 10_000}
 # --max-memory's final build of a chosen OPQ index, trained once: faiss's 50 iterations and 65,536 points, with the
 # bounded PQ k-means (4; faiss's first 40 did no better). On bench/index_budget.py's 100,000 64-d vectors
-# (OPQ16,IVF1024,PQ16 trained and built at every list probed, machine quiet) 20 iterations on 10,000 points reached
-# 0.760 in 13.5 s, these 0.771 in 31.5 s, where autofaiss's whole build took 70-190 s: docs/index.md, OPQ.
+# (OPQ16,IVF1024,PQ16 trained on all, recall@10 with every list probed, machine quiet) 20 iterations on 10,000 points
+# reached 0.760 in a 13.5 s build, these 0.771 in 31.5 s; autofaiss's builds took 68-192 s: docs/index.md, OPQ.
 OPQ_FINAL_TRAINING = {"niter": 50, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 65_536}
 
 
