@@ -10,10 +10,11 @@ import pytest
 from conftest import run_cli, write_jsonl
 from embtools.commands.index import main as emb_index
 from embtools.errors import EmbtoolsError
-from embtools.index.budgeted_build import quiet_train
-from embtools.index.faiss_setup import OPQ_TRAINING, faiss, new_index
+from embtools.index.budgeted_build import build_chosen, quiet_train, sample_index
+from embtools.index.faiss_setup import OPQ_FINAL_TRAINING, OPQ_TRAINING, faiss, new_index
 from embtools.index.index_choice import Candidate, candidates, parse_memory, within_budget
 from embtools.index.index_tuning import exact_neighbors, recall_at_k
+from embtools.index.spooled_vectors import SpooledVectors
 from embtools.index.vector_index import VectorIndex
 
 N, DIM = 4000, 32  # below 39 x 256 vectors PQ is not proposed: the measured builds stay quick
@@ -97,7 +98,7 @@ def test_opq_with_its_bounded_training_finds_more_than_ivf_pq_of_the_same_bytes(
     vectors, queries = embedding_like(2000, seed=1, dim=48), embedding_like(200, seed=5, dim=48)
     recalls = []
     for template in OPQ_AND_PQ:
-        index = new_index(48, Candidate(template, 2000, 48, 32, 4).factory, bounded_opq=True)
+        index = new_index(48, Candidate(template, 2000, 48, 32, 4).factory, OPQ_TRAINING)
         assert quiet_train(index, vectors)
         index.add(vectors)
         faiss.extract_index_ivf(index).nprobe = 32  # every list: what is left is the codes' error
@@ -105,14 +106,35 @@ def test_opq_with_its_bounded_training_finds_more_than_ivf_pq_of_the_same_bytes(
     assert recalls[0] >= recalls[1] + 0.03, recalls  # measured 0.684 vs 0.622
 
 
-def test_only_a_chosen_opq_index_trains_with_the_bounded_settings():
-    indexes = [new_index(48, "OPQ4,IVF8,PQ4"), new_index(48, "OPQ4,IVF8,PQ4", bounded_opq=True)]  # alive: the
-    # rotations below are views into them. The first as --factory asks for it, the second as --max-memory chose it.
-    asked, chosen = (faiss.downcast_VectorTransform(faiss.downcast_index(i).chain.at(0)) for i in indexes)
-    default = faiss.OPQMatrix(48, 4)
-    assert (asked.niter, asked.max_train_points) == (default.niter, default.max_train_points)
-    assert {name: getattr(chosen, name) for name in OPQ_TRAINING} == OPQ_TRAINING
-    assert asked.niter > chosen.niter
+def opq_training(index) -> dict[str, int]:
+    """The training settings of the index's OPQ rotation (the index must stay alive: the rotation is a view)."""
+    rotation = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+    return {name: getattr(rotation, name) for name in OPQ_TRAINING}
+
+
+@pytest.fixture
+def one_thread():
+    """faiss on one thread: these few vectors gain nothing from two, and on busy cores its threads wait on each other
+    (measured on the loaded 2-core machine: this test 105 s on two threads, 6 s on one)."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+def test_opq_trains_bounded_when_tuning_more_in_the_final_build_and_as_faiss_says_when_asked_by_name(tmp_path,
+                                                                                                     one_thread):
+    vectors = embedding_like(600, seed=1, dim=16)  # small: the settings are the point, not the recall
+    spooled = SpooledVectors(tmp_path / "spool", 16)
+    spooled.append(vectors)
+    candidate = Candidate(OPQ_AND_PQ[0], 600, 16, 4, 4)
+    asked, tuned = new_index(16, candidate.factory), sample_index(candidate, vectors[:300])
+    final = build_chosen(candidate, spooled, train_size=600, batch_size=256)
+    default = faiss.OPQMatrix(16, 4)
+    assert opq_training(asked) == {name: getattr(default, name) for name in OPQ_TRAINING}
+    assert opq_training(tuned) == OPQ_TRAINING and tuned.ntotal == 300
+    assert opq_training(final) == OPQ_FINAL_TRAINING and final.ntotal == 600
+    assert OPQ_FINAL_TRAINING["niter"] > OPQ_TRAINING["niter"]
 
 
 def test_chosen_index_fits_the_budget_and_reaches_the_recall_on_held_out_queries(tmp_path, corpus):

@@ -22,7 +22,7 @@ import numpy as np
 
 from embtools.errors import EmbtoolsError, InputError
 from embtools.index.defaults import DEFAULT_TRAIN_SIZE
-from embtools.index.faiss_setup import clusterings, new_index, train
+from embtools.index.faiss_setup import OPQ_FINAL_TRAINING, OPQ_TRAINING, clusterings, new_index, train
 from embtools.index.folder import IDS_FILE
 from embtools.index.index_choice import Candidate, candidates, format_bytes, within_budget
 from embtools.index.index_tuning import Goal, Setting, exact_neighbors, sweep, sweep_values
@@ -79,15 +79,24 @@ def quiet_train(index, sample: np.ndarray) -> bool:
     return True
 
 
+def sample_index(candidate: Candidate, sample: np.ndarray):
+    """The candidate scaled to the sample, built on it with the tuning's bounded training; None when the sample
+    cannot train it."""
+    index = new_index(candidate.d, candidate.for_sample(len(sample)).factory, OPQ_TRAINING)
+    if not quiet_train(index, sample):
+        return None
+    index.add(sample)
+    return index
+
+
 def tune(candidate: Candidate, sample: np.ndarray, queries: np.ndarray, truth: np.ndarray, goal: Goal
          ) -> tuple[Setting | None, list[Setting], float]:
     """(the goal's pick, every setting measured, build seconds) of the candidate built on the sample."""
     started = time.perf_counter()
     scaled = candidate.for_sample(len(sample))
-    index = new_index(candidate.d, scaled.factory, bounded_opq=True)
-    if not quiet_train(index, sample):
+    index = sample_index(candidate, sample)
+    if index is None:
         return None, [], 0.0
-    index.add(sample)
     seconds = time.perf_counter() - started
     settings = sweep(index, candidate.search_parameter, sweep_values(candidate.search_parameter, scaled.nlist),
                      queries, truth, goal)
@@ -145,8 +154,9 @@ def _setting_record(candidate: Candidate, setting: Setting | None) -> dict | Non
 
 
 def build_chosen(candidate: Candidate, spooled: SpooledVectors, train_size: int, batch_size: int, seed: int = 0):
-    """The candidate's index over every spooled vector, trained on `train_size` of them drawn at random."""
-    index = new_index(candidate.d, candidate.factory, bounded_opq=True)
+    """The candidate's index over every spooled vector, trained on `train_size` of them drawn at random; an OPQ
+    rotation, trained once here, with OPQ_FINAL_TRAINING (more than the tuning's OPQ_TRAINING)."""
+    index = new_index(candidate.d, candidate.factory, OPQ_FINAL_TRAINING)
     if not index.is_trained:
         rows = np.random.default_rng(seed).choice(spooled.count, min(train_size, spooled.count), replace=False)
         train(index, spooled.rows(np.sort(rows)))

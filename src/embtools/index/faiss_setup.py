@@ -20,9 +20,15 @@ except ImportError:  # neither extra (`cpu`: faiss-cpu, `gpu`: faiss-gpu) is ins
 log = logging.getLogger("embtools")
 
 POINTS_PER_CENTROID = 39  # below this many training points per centroid faiss warns that k-means is starved
-# OPQ rotation training (faiss's OPQMatrix defaults: 50 iterations, the first PQ k-means 40 iterations, 65,536 points):
-# 5 iterations of 4 on 10,000 points, enough for PQ's 256 centroids; measured in docs/index.md (--max-memory)
+# OPQ rotation training (faiss's OPQMatrix defaults: 50 iterations, the first PQ k-means 40 iterations, 65,536 points).
+# --max-memory's tuning candidates: 5 iterations of 4 on 10,000 points, enough for PQ's 256 centroids and to rank them;
+# measured in docs/index.md (--max-memory)
 OPQ_TRAINING = {"niter": 5, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 10_000}
+# --max-memory's final build of a chosen OPQ index, trained once: faiss's 50 iterations and 65,536 points, with the
+# bounded PQ k-means (4; faiss's first 40 did no better). On bench/index_budget.py's 100,000 64-d vectors
+# (OPQ16,IVF1024,PQ16 trained on all, recall@10 with every list probed, machine quiet) 20 iterations on 10,000 points
+# reached 0.760 in a 13.5 s build, these 0.771 in 31.5 s; autofaiss's builds took 68-192 s: docs/index.md, OPQ.
+OPQ_FINAL_TRAINING = {"niter": 50, "niter_pq": 4, "niter_pq_0": 4, "max_train_points": 65_536}
 
 
 def default_nprobe(nlist: int) -> int:
@@ -60,9 +66,10 @@ def to_gpu(index: faiss.Index) -> faiss.Index:
         raise EmbtoolsError(f"--gpu: this index type cannot run on a GPU: {faiss_reason(exc)}") from None
 
 
-def new_index(dim: int, factory: str, bounded_opq: bool = False) -> faiss.Index:
+def new_index(dim: int, factory: str, opq_training: dict[str, int] | None = None) -> faiss.Index:
     """An empty inner-product index from a FAISS factory string, with this toolkit's search defaults set; with
-    `bounded_opq` (an index --max-memory chose) its OPQ rotations train with OPQ_TRAINING, else with faiss's own."""
+    `opq_training` (OPQ_TRAINING or OPQ_FINAL_TRAINING: --max-memory's) its OPQ rotations train with those
+    settings, else with faiss's own."""
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
@@ -73,18 +80,19 @@ def new_index(dim: int, factory: str, bounded_opq: bool = False) -> faiss.Index:
         ivf.nprobe = default_nprobe(ivf.nlist)
         _skip_polysemous_training(faiss.downcast_index(ivf))
     set_parameter(index, "efSearch", DEFAULT_EF_SEARCH, required=False)
-    if bounded_opq:
-        _bound_opq_training(index)
+    if opq_training:
+        _set_opq_training(index, opq_training)
     return index
 
 
-def _bound_opq_training(index: faiss.Index) -> None:
-    """Set OPQ_TRAINING on each OPQ rotation of the index (faiss's defaults took 53 s where IVF-PQ took 6 s)."""
+def _set_opq_training(index: faiss.Index, settings: dict[str, int]) -> None:
+    """Set the training settings on each OPQ rotation of the index (faiss's defaults took 53 s where IVF-PQ took
+    6 s)."""
     chain = getattr(faiss.downcast_index(index), "chain", None)
     for number in range(chain.size() if chain is not None else 0):
         transform = faiss.downcast_VectorTransform(chain.at(number))
         if isinstance(transform, faiss.OPQMatrix):
-            for name, value in OPQ_TRAINING.items():
+            for name, value in settings.items():
                 setattr(transform, name, value)
 
 
