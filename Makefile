@@ -71,19 +71,18 @@ GPU_WHEELS_DIR ?= gpu-wheels
 GPU_SITE ?= .gpu-site
 GPU_EVAL ?= no
 GPU_CHECK_ARGS ?=
-GPU_WHEELS := orjson==3.13.0 pybase64==1.5.1 faiss-cpu==1.15.1 hjson==3.1.0 pydantic==2.14.4 pydantic-core==2.50.5 \
-	annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
-GPU_EVAL_WHEELS := mteb==2.26.24 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 pytrec-eval-terrier==0.5.11 \
-	polars==2.1.0 polars-runtime-32==2.1.0
+# Names only: the versions are the tested ones, from constraints.txt.
+GPU_WHEELS := orjson pybase64 faiss-cpu hjson pydantic pydantic-core annotated-types typing-inspection typing-extensions
+GPU_EVAL_WHEELS := mteb datasets dill multiprocess pytrec-eval-terrier polars polars-runtime-32
 GPU_PLATFORMS := $(foreach p,manylinux_2_28 manylinux_2_27 manylinux_2_24 manylinux_2_17 manylinux2014 manylinux1,--platform $(p)_x86_64)
 
 gpu-wheels:
 	mkdir -p $(GPU_WHEELS_DIR)
-	$(PYTHON) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --implementation cp \
-		--python-version $(GPU_PYTHON) $(GPU_PLATFORMS) -d $(GPU_WHEELS_DIR) \
+	$(PYTHON) -m pip download -q --disable-pip-version-check -c constraints.txt --no-deps --only-binary=:all: \
+		--implementation cp --python-version $(GPU_PYTHON) $(GPU_PLATFORMS) -d $(GPU_WHEELS_DIR) \
 		$(GPU_WHEELS) $(if $(filter yes,$(GPU_EVAL)),$(GPU_EVAL_WHEELS))
 	# deepspeed is published as a source archive only: build its (pure Python) wheel here
-	$(PYTHON) -m pip wheel -q --disable-pip-version-check --no-deps -w $(GPU_WHEELS_DIR) deepspeed==0.19.8
+	$(PYTHON) -m pip wheel -q --disable-pip-version-check --no-deps -c constraints.txt -w $(GPU_WHEELS_DIR) deepspeed
 	du -sh $(GPU_WHEELS_DIR)
 
 # `make gpu-check` (on the GPU machine): the wheels into GPU_SITE (never into the system's packages), then the check.
