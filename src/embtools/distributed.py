@@ -76,6 +76,17 @@ def init_process_group() -> None:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
+def leave_process_group() -> None:
+    """End of a run that succeeded, on every rank: wait for the others, then destroy the group while the
+    interpreter is whole. A group left to interpreter exit is torn down mid-finalization: NCCL warns that it was
+    not destroyed and may leave a peer waiting; torch asks for destroy_process_group before a normal exit."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def gather_to_main(obj: Any) -> list[Any] | None:
     """Every rank's `obj`, in rank order, on rank 0 (None elsewhere)."""
     import torch.distributed as dist

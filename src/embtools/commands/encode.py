@@ -13,7 +13,14 @@ import click
 from embtools.cli import EmbtoolsCommand, ParsedBy, common_options, warning
 from embtools.command_runner import RecordRun, record_command
 from embtools.commands.model_options import batch_tokens_option, dtype_option, offline_option, rope_options
-from embtools.distributed import init_process_group, is_launched, is_main_process, launch_command, world_size
+from embtools.distributed import (
+    init_process_group,
+    is_launched,
+    is_main_process,
+    launch_command,
+    leave_process_group,
+    world_size,
+)
 from embtools.errors import EmbtoolsError
 from embtools.generate.generation_run import parse_shard, shard_share
 from embtools.models.builtin import DEFAULT_MODEL
@@ -114,6 +121,7 @@ def main(run: RecordRun, model, instruction, pooling, max_length, encoding, norm
                                    stdout=run.stream if fmt == "jsonl" and is_main_process() else None,
                                    resume_print=resume_print)
     count = written.count
+    leave_process_group()
     if not is_main_process():  # rank 0 gathers, writes and reports; the others only encode their share
         return
     if count == 0 and not run.rejects.total:

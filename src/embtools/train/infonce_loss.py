@@ -9,8 +9,8 @@ its normalized text equals i's positive (a duplicate positive, or a hard negativ
 it is the positive of another query with the same normalized text as i: both would be false negatives.
 
 Under several processes every rank scores its own queries against the candidates of all ranks. The candidates are
-gathered with `torch.distributed.nn.functional.all_gather`, whose backward sums the gradients coming back from every
-rank's loss, so each embedding receives the gradient of the global loss once gradients are averaged across ranks.
+gathered by an all-gather whose backward sums the gradients coming back from every rank's loss, so each embedding
+receives the gradient of the global loss once gradients are averaged across ranks.
 """
 
 from __future__ import annotations
@@ -38,14 +38,35 @@ class BatchKeys:
         return BatchKeys(*(t.to(device) for t in (self.queries, self.positives, self.negatives, self.has_negative)))
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """Every rank's rows (equal counts) concatenated in rank order. Backward: the gradient of this rank's rows,
+    summed over the ranks' losses (one all-reduce: gloo has no reduce-scatter). This is what
+    torch.distributed.nn.functional.all_gather does, which torch deprecates for a private module."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(tensor) for _ in range(world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        summed = grad.clone(memory_format=torch.contiguous_format)  # the incoming gradient is not ours to change
+        dist.all_reduce(summed)
+        rows = summed.shape[0] // world_size()
+        return summed[rank() * rows:(rank() + 1) * rows]
+
+
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """All ranks' rows concatenated in rank order; gradients flow back to the rank that produced each row."""
     if world_size() == 1:
         return tensor
-    import torch.distributed.nn.functional as dist_fn
-
     carried = tensor.to(distributed.collective_device())  # differentiable, and a no-op where the devices agree
-    return torch.cat(dist_fn.all_gather(carried), dim=0).to(tensor.device)
+    return _AllGatherWithGrad.apply(carried).to(tensor.device)
 
 
 def gather_plain(tensor: torch.Tensor) -> torch.Tensor:
