@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from embtools import progress
+from embtools import distributed, progress
 from embtools.errors import EmbtoolsError
 
 log = logging.getLogger("embtools")
@@ -70,6 +70,7 @@ class _EmbtoolsMain:
             if isinstance(rv, int) and rv:
                 sys.exit(rv)
             sys.stdout.flush()
+            distributed.finish_process()  # a process that was in a process group ends here
             return rv
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)

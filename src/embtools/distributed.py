@@ -4,6 +4,7 @@ that was already launched runs in place, so it cannot recurse. Only rank 0 write
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import io
 import logging
@@ -18,6 +19,7 @@ from typing import Any
 
 log = logging.getLogger("embtools")
 
+_left_group = False  # set once this process has destroyed its process group (leave_process_group)
 _LAUNCHED_ENV = "EMBTOOLS_LAUNCHED"  # set for children, so a relaunched command can never relaunch again
 
 
@@ -82,9 +84,26 @@ def leave_process_group() -> None:
     not destroyed and may leave a peer waiting; torch asks for destroy_process_group before a normal exit."""
     import torch.distributed as dist
 
+    global _left_group
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        _left_group = True
+
+
+def finish_process(code: int = 0) -> None:
+    """Exit now if this process left a process group, else return (and exit normally). The exit handlers run and
+    the streams are flushed as in a normal exit, but interpreter finalization is skipped: gloo's worker threads
+    outlive destroy_process_group (the group object stays referenced), and one still releasing the last
+    collective's tensors needs the GIL, which during finalization aborts the process ("terminate called without an
+    active exception", SIGABRT; torch PR 179291). Seen in CI: emb-encode --num-processes 2 failing after its output
+    was complete."""
+    if not _left_group:
+        return
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def gather_to_main(obj: Any) -> list[Any] | None:
